@@ -1,0 +1,93 @@
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use thiserror::Error;
+
+/// Errors a request can end in; each maps to one status code.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    /// 400: a field breaks a rule.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// 413: the body is over the limit.
+    #[error("body: larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// 415: the body is not JSON.
+    #[error("content-type: must be application/json")]
+    NotJson,
+    /// 404: no such product.
+    #[error("product {0} not found")]
+    NotFound(String),
+    /// 503 with Retry-After: the queue is full and the policy refuses writes.
+    #[error("write queue is full ({capacity} dirty keys); retry later")]
+    QueueFull { capacity: u64, retry_after_secs: u64 },
+    /// 503: Redis or PostgreSQL cannot be reached; details are logged, not returned.
+    #[error("{0} is unavailable; retry later")]
+    Unavailable(&'static str),
+    /// 500: a fault of ours; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// Result alias of the API crate.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl From<wbc_core::Error> for ApiError {
+    fn from(e: wbc_core::Error) -> Self {
+        use wbc_core::Error as E;
+        match e {
+            E::Invalid { field, reason } => Self::Invalid { field, reason },
+            E::QueueFull { capacity } => Self::QueueFull { capacity, retry_after_secs: 1 },
+            E::Redis(e) => {
+                tracing::error!(error = %e, "redis request failed");
+                Self::Unavailable("redis")
+            }
+            E::Database(e) => {
+                tracing::error!(error = %e, "postgres request failed");
+                Self::Unavailable("postgres")
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The rejection reason label of `wbc_writes_rejected_total`.
+    pub fn reject_reason(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } | Self::TooLarge { .. } | Self::NotJson => "validation",
+            Self::QueueFull { .. } => "overflow",
+            Self::Unavailable("redis") => "redis_down",
+            Self::Unavailable(_) => "postgres_down",
+            Self::NotFound(_) | Self::Internal(_) => "other",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::QueueFull { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut body = json!({ "error": self.to_string() });
+        if let Self::Invalid { field, .. } = &self {
+            body["field"] = json!(field);
+        }
+        let mut response = (status, Json(body)).into_response();
+        if let Self::QueueFull { retry_after_secs, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,98 @@
+//! The HTTP API of wbc: products written to Redis and queued for the worker, or written through.
+mod admin;
+mod error;
+mod metrics;
+mod products;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, extract::DefaultBodyLimit, middleware};
+use clap::Parser;
+use tower_http::timeout::TimeoutLayer;
+use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
+
+pub use error::{ApiError, Result};
+pub use metrics::ApiMetrics;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Command line and environment of `wbc-api`.
+#[derive(Parser, Debug)]
+#[command(name = "wbc-api", version, about = "HTTP API of the wbc write-behind cache")]
+pub struct Args {
+    /// Address the API listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8000")]
+    pub listen_addr: SocketAddr,
+    /// Longest time a request may take before it is answered with 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s",
+          value_parser = wbc_core::config::duration_in(Duration::from_millis(100), Duration::from_secs(600)))]
+    pub request_timeout: Duration,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub pool: wbc_core::PgPool,
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: ApiMetrics,
+}
+
+/// The whole API, operational endpoints included.
+pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Router {
+    Router::new()
+        .merge(products::router())
+        .merge(admin::router())
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+        .merge(ops::router(ops))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+}
+
+/// Connects to Redis and PostgreSQL, applies migrations and builds the state.
+pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(AppState, Arc<ops::Ops>)> {
+    let registry = prometheus::Registry::new();
+    let metrics = ApiMetrics::register(&registry)?;
+    metrics.mode_info.with_label_values(&[mode_label(pipeline.mode)]).set(1);
+    let queue = ops::QueueGauges::register(&registry)?;
+    let redis = Store::connect(&store.redis_url).await?;
+    let pool = db::connect(&store.database_url, store.database_max_connections).await?;
+    db::migrate(&pool).await?;
+    let state = AppState { store: redis.clone(), pool: pool.clone(), pipeline: Arc::new(pipeline), metrics };
+    let ops = Arc::new(ops::Ops { registry, queue, store: redis, pool });
+    Ok((state, ops))
+}
+
+pub(crate) fn mode_label(mode: wbc_core::WriteMode) -> &'static str {
+    match mode {
+        wbc_core::WriteMode::WriteBehind => "write-behind",
+        wbc_core::WriteMode::WriteThrough => "write-through",
+    }
+}
+
+impl Args {
+    /// Serves until Ctrl-C or SIGTERM, then drains open requests.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self { listen_addr, request_timeout, store, pipeline, log } = self;
+        log.init()?;
+        let pipeline = pipeline.validate()?;
+        tracing::info!(?pipeline, "starting wbc-api");
+        let (state, ops) = connect(&store, pipeline).await?;
+        let listener = tokio::net::TcpListener::bind(listen_addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        axum::serve(listener, app(state, ops, request_timeout))
+            .with_graceful_shutdown(wbc_core::telemetry::shutdown_signal())
+            .await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

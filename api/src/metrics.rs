@@ -1,0 +1,72 @@
+//! Prometheus metrics of the API.
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::AppState;
+
+/// Counters and histograms of the API, registered in its registry.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    pub request_duration: HistogramVec,
+    pub writes: IntCounterVec,
+    pub writes_rejected: IntCounterVec,
+    pub writes_coalesced: IntCounter,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub mode_info: IntGaugeVec,
+}
+
+impl ApiMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            request_duration: HistogramVec::new(
+                HistogramOpts::new("wbc_http_request_duration_seconds", "HTTP request latency")
+                    .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                &["route", "method", "status"],
+            )?,
+            writes: IntCounterVec::new(
+                Opts::new("wbc_writes_total", "Acknowledged writes by the mode that carried them and operation"),
+                &["mode", "op"],
+            )?,
+            writes_rejected: IntCounterVec::new(
+                Opts::new("wbc_writes_rejected_total", "Refused writes by reason"),
+                &["reason"],
+            )?,
+            writes_coalesced: IntCounter::new(
+                "wbc_writes_coalesced_total",
+                "Writes that replaced a queued write of the same key before it was flushed",
+            )?,
+            cache_hits: IntCounter::new("wbc_cache_hits_total", "Reads answered from Redis")?,
+            cache_misses: IntCounter::new("wbc_cache_misses_total", "Reads that fell back to PostgreSQL")?,
+            mode_info: IntGaugeVec::new(Opts::new("wbc_mode_info", "The write mode in effect (1)"), &["mode"])?,
+        };
+        registry.register(Box::new(m.request_duration.clone()))?;
+        registry.register(Box::new(m.writes.clone()))?;
+        registry.register(Box::new(m.writes_rejected.clone()))?;
+        registry.register(Box::new(m.writes_coalesced.clone()))?;
+        registry.register(Box::new(m.cache_hits.clone()))?;
+        registry.register(Box::new(m.cache_misses.clone()))?;
+        registry.register(Box::new(m.mode_info.clone()))?;
+        Ok(m)
+    }
+}
+
+/// Records the latency of every request by its route template.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .request_duration
+        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    response
+}

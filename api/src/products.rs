@@ -1,0 +1,170 @@
+//! `/products`: writes queued in Redis (or written through), reads from Redis then PostgreSQL.
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+    routing::{get, post},
+};
+use serde::Serialize;
+use wbc_core::{OverflowPolicy, ProductInput, Record, WriteMode, db, product};
+
+use crate::{ApiError, AppState, MAX_BODY_BYTES, Result, mode_label};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/products", post(create)).route("/products/{id}", get(read).put(replace).delete(remove))
+}
+
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Source {
+    Cache,
+    Database,
+}
+
+#[derive(Serialize)]
+struct ProductBody {
+    id: String,
+    name: String,
+    price: f64,
+    quantity: i64,
+    version: i64,
+    source: Source,
+}
+
+#[derive(Serialize)]
+struct DeletedBody {
+    id: String,
+    version: i64,
+    deleted: bool,
+    source: Source,
+}
+
+impl ProductBody {
+    fn new(r: Record, source: Source) -> Self {
+        Self { id: r.id, name: r.name, price: r.price, quantity: r.quantity, version: r.version, source }
+    }
+}
+
+async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse> {
+    let input = guarded(&s, parse_body(&headers, body))?;
+    let id = product::new_id();
+    let (record, source) = write(&s, &id, Some(input)).await?;
+    let location = format!("/products/{id}");
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(ProductBody::new(record, source))))
+}
+
+async fn replace(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ProductBody>> {
+    guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
+    let input = guarded(&s, parse_body(&headers, body))?;
+    let (record, source) = write(&s, &id, Some(input)).await?;
+    Ok(Json(ProductBody::new(record, source)))
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedBody>> {
+    guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
+    let (record, source) = write(&s, &id, None).await?;
+    Ok(Json(DeletedBody { id: record.id, version: record.version, deleted: true, source }))
+}
+
+async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ProductBody>> {
+    product::validate_id(&id)?;
+    if let Some(record) = s.store.get(&id).await? {
+        s.metrics.cache_hits.inc();
+        return live(record, Source::Cache);
+    }
+    s.metrics.cache_misses.inc();
+    let Some(record) = db::get(&s.pool, &id).await? else {
+        return Err(ApiError::NotFound(id));
+    };
+    // Refill the cache; a failure here only costs the next read another miss.
+    if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
+        tracing::warn!(error = %e, %id, "cache refill failed");
+    }
+    live(record, Source::Database)
+}
+
+fn live(record: Record, source: Source) -> Result<Json<ProductBody>> {
+    if record.deleted {
+        return Err(ApiError::NotFound(record.id));
+    }
+    Ok(Json(ProductBody::new(record, source)))
+}
+
+/// Counts a refused write before passing the error on.
+fn guarded<T>(s: &AppState, r: Result<T>) -> Result<T> {
+    r.inspect_err(|e| s.metrics.writes_rejected.with_label_values(&[e.reject_reason()]).inc())
+}
+
+fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<ProductInput> {
+    let json =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
+            |v| {
+                let v = v.trim();
+                v.eq_ignore_ascii_case("application/json") || v.to_ascii_lowercase().ends_with("+json")
+            },
+        );
+    if !json {
+        return Err(ApiError::NotJson);
+    }
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit: MAX_BODY_BYTES },
+        _ => ApiError::Invalid { field: "body".into(), reason: e.body_text() },
+    })?;
+    Ok(product::parse_input(&body)?)
+}
+
+/// Applies a write (a product, or a tombstone for `None`) in the configured mode.
+async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(Record, Source)> {
+    let op = if input.is_some() { "upsert" } else { "delete" };
+    if s.pipeline.mode == WriteMode::WriteBehind {
+        match s.store.write(id, input.as_ref(), s.pipeline.queue_capacity).await {
+            Ok(queued) => {
+                if queued.coalesced {
+                    s.metrics.writes_coalesced.inc();
+                }
+                s.metrics.writes.with_label_values(&[mode_label(WriteMode::WriteBehind), op]).inc();
+                return Ok((record(id, input, queued.version), Source::Cache));
+            }
+            Err(wbc_core::Error::QueueFull { capacity }) if s.pipeline.overflow_policy == OverflowPolicy::Reject => {
+                let retry_after_secs = s.pipeline.flush_interval.as_secs().max(1);
+                return guarded(s, Err(ApiError::QueueFull { capacity, retry_after_secs }));
+            }
+            // The overflow policy sends this write through to PostgreSQL.
+            Err(wbc_core::Error::QueueFull { .. }) => {}
+            Err(e) => return guarded(s, Err(e.into())),
+        }
+    }
+    let record = guarded(s, write_through(s, id, input).await)?;
+    s.metrics.writes.with_label_values(&[mode_label(WriteMode::WriteThrough), op]).inc();
+    Ok((record, Source::Database))
+}
+
+fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
+    match input {
+        Some(p) => Record::product(id, p, version),
+        None => Record::tombstone(id, version),
+    }
+}
+
+/// Commits to PostgreSQL first, then refreshes the cache, so that an answer means durable.
+async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
+    let version = s.store.reserve_version(id).await?;
+    let record = record(id, input, version);
+    db::upsert(&s.pool, std::slice::from_ref(&record)).await?;
+    if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
+        tracing::warn!(error = %e, %id, "cache refresh after write-through failed");
+    }
+    Ok(record)
+}

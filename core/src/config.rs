@@ -1,0 +1,250 @@
+//! The one configuration model shared by the API, the worker and the controller's ConfigMap.
+use std::time::Duration;
+
+use clap::{Args, ValueEnum, builder::BoolishValueParser};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// How a write reaches PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// Acknowledge once the write is in Redis; the worker persists it later.
+    WriteBehind,
+    /// Write PostgreSQL before acknowledging.
+    WriteThrough,
+}
+
+/// What a write does when the queue holds `queue_capacity` dirty keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverflowPolicy {
+    /// Refuse the write with 503 and `Retry-After`.
+    Reject,
+    /// Write that request through to PostgreSQL.
+    WriteThrough,
+}
+
+/// Connections to Redis and PostgreSQL.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Redis URL holding the cache and the write queue.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// PostgreSQL URL of the system of record.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://wbc@127.0.0.1:5432/wbc")]
+    pub database_url: String,
+    /// Largest number of PostgreSQL connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+}
+
+/// The behaviour of the write pipeline.
+#[derive(Args, Clone, Debug)]
+pub struct PipelineArgs {
+    /// Write mode: write-behind or write-through.
+    #[arg(long, env = "WRITE_MODE", value_enum)]
+    pub write_mode: Option<WriteMode>,
+    /// Legacy switch: false means write-through. WRITE_MODE wins where both are set and agree.
+    #[arg(long, env = "WRITE_BEHIND_ENABLED", value_parser = BoolishValueParser::new())]
+    pub write_behind_enabled: Option<bool>,
+    /// How long a key stays dirty before the worker flushes it, e.g. 500ms or 2s.
+    #[arg(long, env = "FLUSH_INTERVAL", default_value = "1s", value_parser = duration_in(Duration::from_millis(1), Duration::from_secs(3600)))]
+    pub flush_interval: Duration,
+    /// Dirty keys persisted per batch (one upsert statement).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// Attempts after the first for a record that fails permanently, before it is dead-lettered.
+    #[arg(long, env = "MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_retries: u32,
+    /// First retry delay of the exponential backoff.
+    #[arg(long, env = "RETRY_INITIAL_DELAY", default_value = "100ms", value_parser = duration_in(Duration::from_millis(1), Duration::from_secs(3600)))]
+    pub retry_initial_delay: Duration,
+    /// Largest retry delay of the exponential backoff.
+    #[arg(long, env = "RETRY_MAX_DELAY", default_value = "30s", value_parser = duration_in(Duration::from_millis(1), Duration::from_secs(3600)))]
+    pub retry_max_delay: Duration,
+    /// Factor by which the retry delay grows.
+    #[arg(long, env = "RETRY_MULTIPLIER", default_value_t = 2.0, value_parser = float_in(1.0, 10.0))]
+    pub retry_multiplier: f64,
+    /// Largest number of dirty keys the queue holds.
+    #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub queue_capacity: u64,
+    /// What a write does when the queue is full: reject (503) or write-through.
+    #[arg(long, env = "OVERFLOW_POLICY", value_enum, default_value = "reject")]
+    pub overflow_policy: OverflowPolicy,
+    /// How long a worker owns claimed keys before another worker may take them back.
+    #[arg(long, env = "LEASE_TIMEOUT", default_value = "30s", value_parser = duration_in(Duration::from_millis(100), Duration::from_secs(3600)))]
+    pub lease_timeout: Duration,
+    /// Time to live of clean (persisted) values in Redis. Dirty values never expire.
+    #[arg(long, env = "CACHE_TTL", default_value = "1h", value_parser = duration_in(Duration::from_secs(1), Duration::from_secs(30 * 86_400)))]
+    pub cache_ttl: Duration,
+    /// Make a fraction of database writes fail as transient errors (for exercises).
+    #[arg(long, env = "SIMULATE_DB_FAILURE", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub simulate_db_failure: bool,
+    /// Fraction of database writes that fail while SIMULATE_DB_FAILURE is on.
+    #[arg(long, env = "FAILURE_RATE", default_value_t = 0.1, value_parser = float_in(0.0, 1.0))]
+    pub failure_rate: f64,
+}
+
+/// The validated, effective pipeline configuration, as `/admin/config` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pipeline {
+    pub mode: WriteMode,
+    #[serde(serialize_with = "as_humantime")]
+    pub flush_interval: Duration,
+    pub batch_size: u32,
+    pub max_retries: u32,
+    #[serde(serialize_with = "as_humantime")]
+    pub retry_initial_delay: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub retry_max_delay: Duration,
+    pub retry_multiplier: f64,
+    pub queue_capacity: u64,
+    pub overflow_policy: OverflowPolicy,
+    #[serde(serialize_with = "as_humantime")]
+    pub lease_timeout: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub cache_ttl: Duration,
+    pub simulate_db_failure: bool,
+    pub failure_rate: f64,
+}
+
+impl PipelineArgs {
+    /// Checks the rules that span fields and resolves the write mode.
+    pub fn validate(&self) -> Result<Pipeline> {
+        let mode = match (self.write_mode, self.write_behind_enabled) {
+            (Some(mode), None) => mode,
+            (None, Some(true)) | (None, None) => WriteMode::WriteBehind,
+            (None, Some(false)) => WriteMode::WriteThrough,
+            (Some(mode), Some(enabled)) if (mode == WriteMode::WriteBehind) == enabled => mode,
+            (Some(mode), Some(enabled)) => {
+                return Err(Error::Config {
+                    field: "WRITE_BEHIND_ENABLED",
+                    reason: format!("{enabled} contradicts WRITE_MODE={mode:?}; set only one of them"),
+                });
+            }
+        };
+        if self.retry_initial_delay > self.retry_max_delay {
+            return Err(Error::Config {
+                field: "RETRY_INITIAL_DELAY",
+                reason: "must not be longer than RETRY_MAX_DELAY".into(),
+            });
+        }
+        if self.lease_timeout <= self.flush_interval.min(Duration::from_secs(1)) {
+            return Err(Error::Config {
+                field: "LEASE_TIMEOUT",
+                reason: "must be longer than the flush interval".into(),
+            });
+        }
+        Ok(Pipeline {
+            mode,
+            flush_interval: self.flush_interval,
+            batch_size: self.batch_size,
+            max_retries: self.max_retries,
+            retry_initial_delay: self.retry_initial_delay,
+            retry_max_delay: self.retry_max_delay,
+            retry_multiplier: self.retry_multiplier,
+            queue_capacity: self.queue_capacity,
+            overflow_policy: self.overflow_policy,
+            lease_timeout: self.lease_timeout,
+            cache_ttl: self.cache_ttl,
+            simulate_db_failure: self.simulate_db_failure,
+            failure_rate: self.failure_rate,
+        })
+    }
+}
+
+fn as_humantime<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+/// A clap parser for a human duration (`500ms`, `2s`, `1m`) within `[min, max]`.
+pub fn duration_in(min: Duration, max: Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |raw: &str| {
+        let d = humantime::parse_duration(raw.trim())
+            .map_err(|e| format!("'{raw}' is not a duration like 500ms or 2s ({e})"))?;
+        if d < min || d > max {
+            return Err(format!(
+                "{} is out of range {}..={}",
+                humantime::format_duration(d),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(d)
+    }
+}
+
+/// A clap parser for a finite number within `[min, max]`.
+pub fn float_in(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |raw: &str| {
+        let v: f64 = raw.trim().parse().map_err(|_| format!("'{raw}' is not a number"))?;
+        if !v.is_finite() || v < min || v > max {
+            return Err(format!("{raw} is out of range {min}..={max}"));
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<PipelineArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("wbc").chain(args.iter().copied())).map(|c| c.pipeline)
+    }
+
+    #[test]
+    fn defaults_are_write_behind_and_valid() {
+        let p = parse(&[]).unwrap().validate().unwrap();
+        assert_eq!(p.mode, WriteMode::WriteBehind);
+        assert_eq!(p.flush_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn legacy_switch_selects_write_through() {
+        let p = parse(&["--write-behind-enabled", "false"]).unwrap().validate().unwrap();
+        assert_eq!(p.mode, WriteMode::WriteThrough);
+    }
+
+    #[test]
+    fn contradicting_mode_switches_are_refused_by_name() {
+        let err = parse(&["--write-mode", "write-behind", "--write-behind-enabled", "false"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("WRITE_BEHIND_ENABLED"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_and_modes_are_refused() {
+        for bad in [
+            &["--flush-interval", "soon"][..],
+            &["--flush-interval", "0s"],
+            &["--flush-interval", "2h"],
+            &["--write-mode", "write-sideways"],
+            &["--batch-size", "0"],
+            &["--retry-multiplier", "NaN"],
+            &["--failure-rate", "1.5"],
+        ] {
+            let err = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            let flag = bad[0];
+            assert!(err.to_string().contains(flag), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn initial_delay_longer_than_max_is_refused() {
+        let err = parse(&["--retry-initial-delay", "10s", "--retry-max-delay", "1s"]).unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("RETRY_INITIAL_DELAY"), "{err}");
+    }
+}

@@ -1,0 +1,110 @@
+//! The PostgreSQL side: migrations, versioned batch upserts and reads.
+use std::time::Duration;
+
+use sqlx::{PgPool, Row, postgres::PgPoolOptions};
+
+use crate::{Record, Result};
+
+/// The `wbc_meta` key of the epoch marker.
+pub const EPOCH_KEY: &str = "epoch";
+/// The `wbc_meta` key of the time of the last detected loss of Redis data.
+pub const DATA_LOSS_AT_KEY: &str = "data_loss_at_ms";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Opens a pool that gives up on a dead database instead of hanging.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await?)
+}
+
+/// Applies pending migrations; safe to run from several processes at once.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Writes a batch in one statement. A row only replaces an older version, so retries,
+/// duplicates and reclaimed work never put an old value over a new one.
+/// Returns the number of rows written (rows skipped as stale are not counted).
+pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<u64> {
+    let mut ids = Vec::with_capacity(records.len());
+    let mut names = Vec::with_capacity(records.len());
+    let mut prices = Vec::with_capacity(records.len());
+    let mut quantities = Vec::with_capacity(records.len());
+    let mut versions = Vec::with_capacity(records.len());
+    let mut deleted = Vec::with_capacity(records.len());
+    for r in records {
+        ids.push(r.id.as_str());
+        names.push(r.name.as_str());
+        prices.push(r.price);
+        quantities.push(r.quantity);
+        versions.push(r.version);
+        deleted.push(r.deleted);
+    }
+    let done = sqlx::query(
+        "INSERT INTO products (id, name, price, quantity, version, deleted) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::int8[], $5::int8[], $6::bool[]) \
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
+           quantity = EXCLUDED.quantity, version = EXCLUDED.version, deleted = EXCLUDED.deleted, \
+           updated_at = now() \
+         WHERE products.version < EXCLUDED.version",
+    )
+    .bind(&ids)
+    .bind(&names)
+    .bind(&prices)
+    .bind(&quantities)
+    .bind(&versions)
+    .bind(&deleted)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The stored record of a key, tombstones included.
+pub async fn get(pool: &PgPool, id: &str) -> Result<Option<Record>> {
+    let row = sqlx::query(
+        "SELECT id, name, price::float8 AS price, quantity::int8 AS quantity, version, deleted \
+         FROM products WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Record {
+        id: r.get("id"),
+        name: r.get("name"),
+        price: r.get("price"),
+        quantity: r.get("quantity"),
+        version: r.get("version"),
+        deleted: r.get("deleted"),
+    }))
+}
+
+/// The highest version PostgreSQL holds.
+pub async fn max_version(pool: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM products").fetch_one(pool).await?)
+}
+
+pub async fn meta(pool: &PgPool, key: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT value FROM wbc_meta WHERE key = $1").bind(key).fetch_optional(pool).await?)
+}
+
+pub async fn set_meta(pool: &PgPool, key: &str, value: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO wbc_meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn ping(pool: &PgPool) -> Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Products, their validation and their versioned records.
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Longest product name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Largest price that the `NUMERIC(12,2)` column holds.
+pub const MAX_PRICE: f64 = 9_999_999_999.99;
+/// Largest quantity that the `INTEGER` column holds.
+pub const MAX_QUANTITY: i64 = i32::MAX as i64;
+/// Longest product id, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// The body of `POST /products` and `PUT /products/{id}`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProductInput {
+    pub name: String,
+    pub price: f64,
+    pub quantity: i64,
+}
+
+/// One versioned state of a key: a product, or a tombstone where `deleted` is set.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub price: f64,
+    pub quantity: i64,
+    pub version: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl Record {
+    /// A live product at `version`.
+    pub fn product(id: &str, input: ProductInput, version: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: input.name,
+            price: input.price,
+            quantity: input.quantity,
+            version,
+            deleted: false,
+        }
+    }
+
+    /// The product fields of a live record.
+    pub fn input(&self) -> ProductInput {
+        ProductInput { name: self.name.clone(), price: self.price, quantity: self.quantity }
+    }
+
+    /// A tombstone at `version`.
+    pub fn tombstone(id: &str, version: i64) -> Self {
+        Self { id: id.to_owned(), name: String::new(), price: 0.0, quantity: 0, version, deleted: true }
+    }
+}
+
+/// Parses and validates a JSON body; errors name the offending field.
+pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let input: ProductInput = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        let field = match path.as_str() {
+            "." => field_in_message(&msg).unwrap_or_else(|| "body".to_owned()),
+            p => p.to_owned(),
+        };
+        Error::invalid(field, msg)
+    })?;
+    input.validate()?;
+    Ok(input)
+}
+
+/// serde reports missing and unknown fields at the parent path; the name is in the message.
+fn field_in_message(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_owned())
+}
+
+impl ProductInput {
+    /// Checks the value rules that types alone do not express.
+    pub fn validate(&self) -> Result<()> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(Error::invalid("name", "must not be empty"));
+        }
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return Err(Error::invalid("name", format!("must be at most {MAX_NAME_CHARS} characters")));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(Error::invalid("name", "must not contain control characters"));
+        }
+        if !self.price.is_finite() {
+            return Err(Error::invalid("price", "must be a finite number"));
+        }
+        if self.price < 0.0 {
+            return Err(Error::invalid("price", "must not be negative"));
+        }
+        if self.price > MAX_PRICE {
+            return Err(Error::invalid("price", format!("must be at most {MAX_PRICE}")));
+        }
+        let cents = self.price * 100.0;
+        if (cents - cents.round()).abs() > 1e-6 * cents.abs().max(1.0) {
+            return Err(Error::invalid("price", "must have at most 2 decimal places"));
+        }
+        if self.quantity < 0 {
+            return Err(Error::invalid("quantity", "must not be negative"));
+        }
+        if self.quantity > MAX_QUANTITY {
+            return Err(Error::invalid("quantity", format!("must be at most {MAX_QUANTITY}")));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a product id: 1 to 64 of `A-Z a-z 0-9 _ - .`, starting with a letter or digit.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "id",
+            format!("must be 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 _ - . starting with a letter or digit"),
+        ))
+    }
+}
+
+/// A fresh random product id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> String {
+        match parse_input(body.as_bytes()) {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("{body} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_body_parses() {
+        let p = parse_input(br#"{"name":"Test Widget","price":29.99,"quantity":100}"#).unwrap();
+        assert_eq!(p, ProductInput { name: "Test Widget".into(), price: 29.99, quantity: 100 });
+    }
+
+    #[test]
+    fn each_bad_body_names_its_field() {
+        assert_eq!(field_of(r#"{"price":1,"quantity":1}"#), "name");
+        assert_eq!(field_of(r#"{"name":"a","price":1,"quantity":1,"colour":"red"}"#), "colour");
+        assert_eq!(field_of(r#"{"name":"  ","price":1,"quantity":1}"#), "name");
+        assert_eq!(field_of(&format!(r#"{{"name":"{}","price":1,"quantity":1}}"#, "x".repeat(201))), "name");
+        assert_eq!(field_of(r#"{"name":"a","price":-1,"quantity":1}"#), "price");
+        assert_eq!(field_of(r#"{"name":"a","price":"1","quantity":1}"#), "price");
+        assert_eq!(field_of(r#"{"name":"a","price":1e400,"quantity":1}"#), "price");
+        assert_eq!(field_of(r#"{"name":"a","price":1.001,"quantity":1}"#), "price");
+        assert_eq!(field_of(r#"{"name":"a","price":1,"quantity":-1}"#), "quantity");
+        assert_eq!(field_of(r#"{"name":"a","price":1,"quantity":1.5}"#), "quantity");
+        assert_eq!(field_of(r#"{"name":"a","price":1,"quantity":1"#), "body");
+        assert_eq!(field_of("[]"), "body");
+    }
+
+    #[test]
+    fn names_of_exactly_200_characters_are_fine() {
+        let body = format!(r#"{{"name":"{}","price":0,"quantity":0}}"#, "é".repeat(200));
+        assert!(parse_input(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        for ok in ["seed-001", "a", "0f8e0c1e-aaaa-4bbb-8ccc-123456789abc", "A.b_c"] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a/b", "é", &"x".repeat(65)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}

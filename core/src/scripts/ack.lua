@@ -1,0 +1,19 @@
+-- KEYS: dirty, in-flight, in-flight since, leases.
+-- ARGV: worker token, clean ttl ms, product key prefix, then id, version pairs.
+-- Ends the leases this worker still holds; a value not dirtied again becomes clean and gets a TTL.
+-- Returns the number of keys acknowledged.
+local acked = 0
+for i = 4, #ARGV, 2 do
+  local id, version = ARGV[i], ARGV[i + 1]
+  if redis.call('HGET', KEYS[4], id) == ARGV[1] then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HDEL', KEYS[4], id)
+    acked = acked + 1
+    local key = ARGV[3] .. id
+    if not redis.call('ZSCORE', KEYS[1], id) and redis.call('HGET', key, 'version') == version then
+      redis.call('PEXPIRE', key, ARGV[2])
+    end
+  end
+end
+return acked

@@ -1,0 +1,326 @@
+//! The Redis side: the cache, the dirty-key queue, in-flight leases and the dead-letter list.
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, ProductInput, Record, Result};
+
+/// Key names under the `write_behind:` prefix.
+pub mod keys {
+    pub const PRODUCT_PREFIX: &str = "write_behind:product:";
+    pub const DIRTY: &str = "write_behind:dirty";
+    pub const IN_FLIGHT: &str = "write_behind:inflight";
+    pub const IN_FLIGHT_SINCE: &str = "write_behind:inflight_since";
+    pub const LEASES: &str = "write_behind:leases";
+    pub const VERSION_FLOOR: &str = "write_behind:version_floor";
+    pub const EPOCH: &str = "write_behind:epoch";
+    pub const DATA_LOSS_AT: &str = "write_behind:data_loss_at_ms";
+    pub const DEAD_LETTERS: &str = "write_behind:dlq";
+
+    pub fn product(id: &str) -> String {
+        format!("{PRODUCT_PREFIX}{id}")
+    }
+}
+
+const PRELUDE: &str = include_str!("scripts/version.lua");
+
+struct Scripts {
+    write: Script,
+    reserve: Script,
+    set_clean: Script,
+    claim: Script,
+    ack: Script,
+    release: Script,
+}
+
+impl Scripts {
+    fn load() -> Self {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        Self {
+            write: with_prelude(include_str!("scripts/write.lua")),
+            reserve: with_prelude(include_str!("scripts/reserve.lua")),
+            set_clean: Script::new(include_str!("scripts/set_clean.lua")),
+            claim: Script::new(include_str!("scripts/claim.lua")),
+            ack: Script::new(include_str!("scripts/ack.lua")),
+            release: Script::new(include_str!("scripts/release.lua")),
+        }
+    }
+}
+
+/// What the queue holds right now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct QueueStats {
+    /// Dirty keys waiting for a flush.
+    pub queue_size: u64,
+    /// Keys a worker has claimed and not yet acknowledged.
+    pub in_flight: u64,
+    /// Records in the dead-letter list.
+    pub dead_letters: u64,
+    /// Age of the oldest write not yet in PostgreSQL, in milliseconds.
+    pub oldest_unpersisted_age_ms: Option<u64>,
+    /// When the last loss of Redis data was detected, in Unix milliseconds.
+    pub last_data_loss_at_ms: Option<u64>,
+}
+
+/// The result of a queued write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queued {
+    pub version: i64,
+    /// The key was already dirty, so this write replaced a queued one.
+    pub coalesced: bool,
+}
+
+/// A key a worker has claimed for a flush.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    pub id: String,
+    /// The value to persist; `None` when the cached value is gone.
+    pub record: Option<Record>,
+    /// When the key was first dirtied, in Unix milliseconds.
+    pub dirty_since_ms: u64,
+}
+
+/// Handle to the Redis cache and queue; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+/// What the hash holds besides the version: the product fields, or nothing for a tombstone.
+fn encode(input: Option<&ProductInput>) -> (String, &'static str) {
+    match input {
+        Some(p) => (serde_json::to_string(p).expect("product serializes"), "0"),
+        None => (String::new(), "1"),
+    }
+}
+
+fn decode(id: &str, data: &str, deleted: &str, version: &str) -> Result<Record> {
+    let corrupt = |reason: String| Error::Corrupt { key: keys::product(id), reason };
+    let version: i64 = version.parse().map_err(|_| corrupt(format!("version '{version}'")))?;
+    if deleted == "1" {
+        return Ok(Record::tombstone(id, version));
+    }
+    let input: ProductInput = serde_json::from_str(data).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Record::product(id, input, version))
+}
+
+impl Store {
+    /// Connects with timeouts, so a dead Redis fails requests instead of hanging them.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self { conn, scripts: std::sync::Arc::new(Scripts::load()) })
+    }
+
+    /// A connection for commands the store does not wrap.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Stores a product (or a tombstone for `None`) and queues it for the worker.
+    pub async fn write(&self, id: &str, input: Option<&ProductInput>, capacity: u64) -> Result<Queued> {
+        let (data, deleted) = encode(input);
+        let (version, flag): (i64, i64) = self
+            .scripts
+            .write
+            .key(keys::product(id))
+            .key(keys::DIRTY)
+            .key(keys::VERSION_FLOOR)
+            .arg(id)
+            .arg(data)
+            .arg(deleted)
+            .arg(capacity)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if version < 0 {
+            return Err(Error::QueueFull { capacity });
+        }
+        Ok(Queued { version, coalesced: flag == 1 })
+    }
+
+    /// Issues a version for a write that goes straight to PostgreSQL.
+    pub async fn reserve_version(&self, id: &str) -> Result<i64> {
+        let v: i64 = self
+            .scripts
+            .reserve
+            .key(keys::product(id))
+            .key(keys::VERSION_FLOOR)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(v)
+    }
+
+    /// Caches a record that PostgreSQL holds, unless Redis has a newer one. True when stored.
+    pub async fn set_clean(&self, record: &Record, ttl: Duration) -> Result<bool> {
+        let input = (!record.deleted).then(|| record.input());
+        let (data, deleted) = encode(input.as_ref());
+        let stored: i64 = self
+            .scripts
+            .set_clean
+            .key(keys::product(&record.id))
+            .key(keys::DIRTY)
+            .arg(&record.id)
+            .arg(data)
+            .arg(deleted)
+            .arg(record.version)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(stored == 1)
+    }
+
+    /// The cached record of a key, tombstones included.
+    pub async fn get(&self, id: &str) -> Result<Option<Record>> {
+        let (data, deleted, version): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(keys::product(id))
+            .arg("data")
+            .arg("deleted")
+            .arg("version")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        match (data, deleted, version) {
+            (Some(data), Some(deleted), Some(version)) => decode(id, &data, &deleted, &version).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Claims up to `batch_size` due keys under this worker's lease.
+    pub async fn claim(
+        &self,
+        flush_interval: Duration,
+        batch_size: u32,
+        lease: Duration,
+        token: &str,
+    ) -> Result<Vec<Claimed>> {
+        let flat: Vec<String> = self
+            .scripts
+            .claim
+            .key(keys::DIRTY)
+            .key(keys::IN_FLIGHT)
+            .key(keys::IN_FLIGHT_SINCE)
+            .key(keys::LEASES)
+            .arg(flush_interval.as_millis() as u64)
+            .arg(batch_size)
+            .arg(lease.as_millis() as u64)
+            .arg(token)
+            .arg(keys::PRODUCT_PREFIX)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        flat.chunks_exact(5)
+            .map(|c| {
+                let record = match c[3].as_str() {
+                    "" => None,
+                    version => Some(decode(&c[0], &c[1], &c[2], version)?),
+                };
+                let dirty_since_ms = c[4].parse::<f64>().unwrap_or(0.0) as u64;
+                Ok(Claimed { id: c[0].clone(), record, dirty_since_ms })
+            })
+            .collect()
+    }
+
+    /// Acknowledges persisted `(id, version)` pairs; returns how many leases were still ours.
+    pub async fn ack(&self, token: &str, done: &[(String, i64)], clean_ttl: Duration) -> Result<u64> {
+        let mut inv = self.scripts.ack.prepare_invoke();
+        inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::IN_FLIGHT_SINCE).key(keys::LEASES);
+        inv.arg(token).arg(clean_ttl.as_millis() as u64).arg(keys::PRODUCT_PREFIX);
+        for (id, version) in done {
+            inv.arg(id).arg(version.to_string());
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Hands claimed keys back to the dirty set, keeping their first-dirtied time.
+    pub async fn release(&self, token: &str, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.scripts.release.prepare_invoke();
+        inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::IN_FLIGHT_SINCE).key(keys::LEASES);
+        inv.arg(token);
+        for id in ids {
+            inv.arg(id);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Returns keys whose lease has expired (their worker died) to the dirty set.
+    pub async fn reap_expired_leases(&self) -> Result<u64> {
+        Ok(self
+            .scripts
+            .release
+            .key(keys::DIRTY)
+            .key(keys::IN_FLIGHT)
+            .key(keys::IN_FLIGHT_SINCE)
+            .key(keys::LEASES)
+            .arg("")
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Sizes of the queue and the age of the oldest unpersisted write.
+    pub async fn queue_stats(&self) -> Result<QueueStats> {
+        type Oldest = Vec<(String, f64)>;
+        let ((secs, micros), queue_size, in_flight, dead_letters, dirty, since, loss): (
+            (u64, u64),
+            u64,
+            u64,
+            u64,
+            Oldest,
+            Oldest,
+            Option<u64>,
+        ) = redis::pipe()
+            .cmd("TIME")
+            .zcard(keys::DIRTY)
+            .zcard(keys::IN_FLIGHT)
+            .llen(keys::DEAD_LETTERS)
+            .zrange_withscores(keys::DIRTY, 0, 0)
+            .zrange_withscores(keys::IN_FLIGHT_SINCE, 0, 0)
+            .get(keys::DATA_LOSS_AT)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let oldest = dirty.iter().chain(since.iter()).map(|(_, s)| *s as u64).min();
+        Ok(QueueStats {
+            queue_size,
+            in_flight,
+            dead_letters,
+            oldest_unpersisted_age_ms: oldest.map(|t| now_ms.saturating_sub(t)),
+            last_data_loss_at_ms: loss,
+        })
+    }
+
+    /// The epoch marker, absent when Redis has lost (or never had) its data.
+    pub async fn epoch(&self) -> Result<Option<String>> {
+        Ok(self.conn.clone().get(keys::EPOCH).await?)
+    }
+
+    /// Sets the epoch only if none is set; false when another process won the race.
+    pub async fn init_epoch(&self, epoch: &str) -> Result<bool> {
+        let set: Option<String> =
+            redis::cmd("SET").arg(keys::EPOCH).arg(epoch).arg("NX").query_async(&mut self.conn.clone()).await?;
+        Ok(set.is_some())
+    }
+
+    /// Records a detected loss and raises the version floor past every persisted version.
+    pub async fn record_data_loss(&self, at_ms: u64, version_floor: i64) -> Result<()> {
+        let _: () = redis::pipe()
+            .set(keys::DATA_LOSS_AT, at_ms)
+            .cmd("SET")
+            .arg(keys::VERSION_FLOOR)
+            .arg(version_floor)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Makes sure redis-server and the PostgreSQL server binaries exist; installs them with apt where it can.
+set -euo pipefail
+
+pg_bindir() {
+  local d
+  d=$(pg_config --bindir 2>/dev/null || true)
+  if [ -n "$d" ] && [ -x "$d/postgres" ]; then echo "$d"; return; fi
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+    [ -x "$d/postgres" ] && { echo "$d"; return; }
+  done
+}
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+[ -n "$(pg_bindir)" ] || missing+=(postgresql-15)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "Installing ${missing[*]} with apt-get ..." >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    # Debian starts the packaged services where it can; ours run on their own ports and directories.
+  else
+    echo "Missing: ${missing[*]}. Install Redis (redis-server) and the PostgreSQL 15 server, then retry." >&2
+    exit 1
+  fi
+fi

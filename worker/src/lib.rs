@@ -1,0 +1,224 @@
+//! The wbc worker: claims due dirty keys from Redis and persists them to PostgreSQL in batches.
+mod backoff;
+mod flush;
+mod metrics;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use clap::Parser;
+use thiserror::Error;
+use tokio::sync::watch;
+use wbc_core::{PgPool, Pipeline, PipelineArgs, Store, StoreArgs, db, now_ms, ops, telemetry::LogArgs};
+
+pub use metrics::WorkerMetrics;
+
+/// Errors that stop the worker.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] wbc_core::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Result alias of the worker crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Command line and environment of `wbc-worker`.
+#[derive(Parser, Debug)]
+#[command(name = "wbc-worker", version, about = "Flushes the wbc write-behind queue into PostgreSQL")]
+pub struct Args {
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8001")]
+    pub metrics_addr: SocketAddr,
+    /// Name of this worker in leases and logs; defaults to host name and process id.
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Longest time a SIGTERM waits for the batch in flight before handing it back.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s",
+          value_parser = wbc_core::config::duration_in(Duration::from_millis(1), Duration::from_secs(600)))]
+    pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The flush loop and what it needs.
+pub struct Worker {
+    store: Store,
+    pool: PgPool,
+    pipeline: Pipeline,
+    metrics: WorkerMetrics,
+    /// Identifies this worker's leases.
+    token: String,
+    shutdown_grace: Duration,
+}
+
+impl Args {
+    /// Runs until Ctrl-C or SIGTERM, then finishes or hands back the batch in flight.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self { metrics_addr, worker_id, shutdown_grace, store, pipeline, log } = self;
+        log.init()?;
+        let pipeline = pipeline.validate()?;
+        let token = worker_id.unwrap_or_else(default_worker_id);
+        tracing::info!(?pipeline, %token, "starting wbc-worker");
+        let (worker, ops) = Worker::connect(&store, pipeline, token, shutdown_grace).await?;
+        let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(
+            axum::serve(listener, ops::router(ops)).with_graceful_shutdown(wait_for(stop_rx.clone())).into_future(),
+        );
+        let flusher = tokio::spawn(async move { worker.run(stop_rx).await });
+        wbc_core::telemetry::shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop_tx.send_replace(true);
+        flusher.await??;
+        server.await??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+impl Worker {
+    /// Connects, applies migrations and registers metrics.
+    pub async fn connect(
+        store: &StoreArgs,
+        pipeline: Pipeline,
+        token: String,
+        shutdown_grace: Duration,
+    ) -> Result<(Self, Arc<ops::Ops>)> {
+        let registry = prometheus::Registry::new();
+        let metrics = WorkerMetrics::register(&registry)?;
+        let queue = ops::QueueGauges::register(&registry)?;
+        let redis = Store::connect(&store.redis_url).await?;
+        let pool = db::connect(&store.database_url, store.database_max_connections).await?;
+        db::migrate(&pool).await?;
+        let ops = Arc::new(ops::Ops { registry, queue, store: redis.clone(), pool: pool.clone() });
+        Ok((Self { store: redis, pool, pipeline, metrics, token, shutdown_grace }, ops))
+    }
+
+    /// The flush loop. Returns once `stop` is set and the batch in flight is settled.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let idle = (self.pipeline.flush_interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let mut known_epoch = None;
+        let mut last_housekeeping = 0;
+        let mut failures: u32 = 0;
+        while !*stop.borrow() {
+            if now_ms().saturating_sub(last_housekeeping) >= 1000 {
+                last_housekeeping = now_ms();
+                if let Err(e) = self.housekeeping(&mut known_epoch).await {
+                    tracing::warn!(error = %e, "housekeeping failed");
+                }
+            }
+            let pause = match self.round(&stop).await {
+                Ok(true) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(false) => idle,
+                Err(e) => {
+                    let p = &self.pipeline;
+                    let delay = backoff::delay(p.retry_initial_delay, p.retry_max_delay, p.retry_multiplier, failures);
+                    failures = failures.saturating_add(1);
+                    self.metrics.retries.with_label_values(&["transient"]).inc();
+                    tracing::warn!(error = %e, attempt = failures, delay_ms = delay.as_millis() as u64, "flush failed; retrying");
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims and flushes one batch. True when a full batch was flushed (more may be due).
+    async fn round(&self, stop: &watch::Receiver<bool>) -> Result<bool, wbc_core::Error> {
+        let p = &self.pipeline;
+        let claimed = self.store.claim(p.flush_interval, p.batch_size, p.lease_timeout, &self.token).await?;
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        let full = claimed.len() as u32 == p.batch_size;
+        let ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
+        let flush = self.flush(claimed);
+        tokio::pin!(flush);
+        let outcome = tokio::select! {
+            r = &mut flush => r,
+            _ = wait_for(stop.clone()) => {
+                // SIGTERM: let the batch finish within the grace period, else hand it back.
+                match tokio::time::timeout(self.shutdown_grace, &mut flush).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let n = self.store.release(&self.token, &ids).await?;
+                        tracing::warn!(keys = n, "grace period over; batch handed back to the queue");
+                        return Ok(false);
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(full),
+            Err(flush::FlushError::Transient(e)) => Err(e),
+        }
+    }
+
+    /// Returns expired leases to the queue and checks the epoch that reveals a loss of Redis data.
+    async fn housekeeping(&self, known_epoch: &mut Option<String>) -> Result<(), wbc_core::Error> {
+        let reaped = self.store.reap_expired_leases().await?;
+        if reaped > 0 {
+            self.metrics.leases_reaped.inc_by(reaped);
+            tracing::warn!(keys = reaped, "reclaimed keys whose worker stopped holding its lease");
+        }
+        match self.store.epoch().await? {
+            Some(epoch) if known_epoch.as_deref() == Some(epoch.as_str()) => {}
+            Some(epoch) => {
+                if db::meta(&self.pool, db::EPOCH_KEY).await?.as_deref() != Some(epoch.as_str()) {
+                    db::set_meta(&self.pool, db::EPOCH_KEY, &epoch).await?;
+                }
+                *known_epoch = Some(epoch);
+            }
+            None => self.start_epoch(known_epoch).await?,
+        }
+        Ok(())
+    }
+
+    /// Redis has no epoch: it is new, or it lost its data. PostgreSQL remembers which.
+    async fn start_epoch(&self, known_epoch: &mut Option<String>) -> Result<(), wbc_core::Error> {
+        let previous = db::meta(&self.pool, db::EPOCH_KEY).await?;
+        let epoch = wbc_core::product::new_id();
+        if !self.store.init_epoch(&epoch).await? {
+            return Ok(()); // another worker started it; the next check picks it up
+        }
+        if let Some(previous) = previous {
+            let at = now_ms();
+            let floor = db::max_version(&self.pool).await?;
+            self.store.record_data_loss(at, floor).await?;
+            db::set_meta(&self.pool, db::DATA_LOSS_AT_KEY, &at.to_string()).await?;
+            self.metrics.data_loss_detected.inc();
+            tracing::error!(
+                previous_epoch = %previous, new_epoch = %epoch, detected_at_ms = at,
+                "DATA LOSS: Redis lost its data; writes acknowledged but not yet persisted are gone"
+            );
+        }
+        db::set_meta(&self.pool, db::EPOCH_KEY, &epoch).await?;
+        *known_epoch = Some(epoch);
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! Prometheus metrics of the worker.
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, exponential_buckets};
+
+/// Counters and histograms of the flush loop.
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    pub rows_persisted: IntCounter,
+    pub rows_stale: IntCounter,
+    pub batches: IntCounterVec,
+    pub batch_size: Histogram,
+    pub flush_duration: Histogram,
+    pub persistence_lag: Histogram,
+    pub retries: IntCounterVec,
+    pub leases_reaped: IntCounter,
+    pub values_missing: IntCounter,
+    pub data_loss_detected: IntCounter,
+}
+
+impl WorkerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            rows_persisted: IntCounter::new("wbc_worker_rows_persisted_total", "Rows written to PostgreSQL")?,
+            rows_stale: IntCounter::new(
+                "wbc_worker_rows_stale_total",
+                "Rows skipped because PostgreSQL already held a newer or equal version",
+            )?,
+            batches: IntCounterVec::new(
+                Opts::new("wbc_worker_batches_total", "Flushed batches by result"),
+                &["result"],
+            )?,
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("wbc_worker_batch_size", "Keys per flushed batch")
+                    .buckets(exponential_buckets(1.0, 2.0, 15)?),
+            )?,
+            flush_duration: Histogram::with_opts(
+                HistogramOpts::new("wbc_worker_flush_duration_seconds", "Time to upsert and acknowledge one batch")
+                    .buckets(exponential_buckets(0.0005, 2.0, 16)?),
+            )?,
+            persistence_lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "wbc_worker_persistence_lag_seconds",
+                    "Time from a key's first acknowledged write to its commit in PostgreSQL",
+                )
+                .buckets(exponential_buckets(0.005, 2.0, 16)?),
+            )?,
+            retries: IntCounterVec::new(
+                Opts::new("wbc_worker_retries_total", "Batches handed back for a retry, by error class"),
+                &["class"],
+            )?,
+            leases_reaped: IntCounter::new(
+                "wbc_worker_leases_reaped_total",
+                "Keys returned to the queue after their worker's lease expired",
+            )?,
+            values_missing: IntCounter::new(
+                "wbc_worker_values_missing_total",
+                "Dirty keys whose value was gone from Redis when claimed",
+            )?,
+            data_loss_detected: IntCounter::new(
+                "wbc_data_loss_detected_total",
+                "Times the worker found that Redis had lost its data",
+            )?,
+        };
+        registry.register(Box::new(m.rows_persisted.clone()))?;
+        registry.register(Box::new(m.rows_stale.clone()))?;
+        registry.register(Box::new(m.batches.clone()))?;
+        registry.register(Box::new(m.batch_size.clone()))?;
+        registry.register(Box::new(m.flush_duration.clone()))?;
+        registry.register(Box::new(m.persistence_lag.clone()))?;
+        registry.register(Box::new(m.retries.clone()))?;
+        registry.register(Box::new(m.leases_reaped.clone()))?;
+        registry.register(Box::new(m.values_missing.clone()))?;
+        registry.register(Box::new(m.data_loss_detected.clone()))?;
+        Ok(m)
+    }
+}

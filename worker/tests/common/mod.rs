@@ -1,0 +1,217 @@
+//! A whole stack for integration tests: real Redis and PostgreSQL, the API in-process and
+//! worker processes that can be killed.
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use wbc_core::{
+    PipelineArgs, StoreArgs,
+    testkit::{PgServer, RedisServer, free_port},
+};
+
+#[derive(Parser)]
+struct PipelineCli {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+/// Pipeline settings from `--flag value` pairs, as the binaries parse them.
+pub fn pipeline(flags: &[(&str, &str)]) -> wbc_core::Pipeline {
+    let args = std::iter::once("wbc".to_owned()).chain(flags.iter().flat_map(|(k, v)| [format!("--{k}"), v.to_string()]));
+    PipelineCli::parse_from(args).pipeline.validate().expect("valid pipeline")
+}
+
+pub struct Stack {
+    pub redis: RedisServer,
+    pub pg: PgServer,
+    pub api: String,
+    pub http: reqwest::Client,
+    pub pool: wbc_core::PgPool,
+    /// The same flags go to the API and to every worker.
+    pub flags: Vec<(String, String)>,
+    api_task: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    pub async fn start(flags: &[(&str, &str)]) -> Self {
+        Self::start_with_redis(RedisServer::start(), flags).await
+    }
+
+    pub async fn start_with_redis(redis: RedisServer, flags: &[(&str, &str)]) -> Self {
+        let pg = PgServer::start();
+        let store = StoreArgs { redis_url: redis.url(), database_url: pg.url(), database_max_connections: 20 };
+        let (state, ops) = wbc_api::connect(&store, pipeline(flags)).await.expect("api connects");
+        let pool = state.pool.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
+        let app = wbc_api::app(state, ops, Duration::from_secs(30));
+        let api_task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            redis,
+            pg,
+            api,
+            http: reqwest::Client::new(),
+            pool,
+            flags: flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            api_task,
+        }
+    }
+
+    pub fn spawn_worker(&self, name: &str) -> WorkerProc {
+        WorkerProc::spawn(self, name, &[])
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.redis.url()).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    pub async fn put(&self, id: &str, body: Value) -> (u16, Value) {
+        let r = self.http.put(format!("{}/products/{id}", self.api)).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.api)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn queue(&self) -> Value {
+        self.get_json("/admin/queue").await.1
+    }
+
+    /// Waits until no key is dirty or in flight.
+    pub async fn drained(&self, within: Duration) {
+        let q = wait_until(within, || async {
+            let q = self.queue().await;
+            (q["queue_size"] == 0 && q["in_flight"] == 0).then_some(q)
+        })
+        .await;
+        assert!(q.is_some(), "queue did not drain within {within:?}: {}", self.queue().await);
+    }
+
+    /// Every row PostgreSQL holds: id -> (version, name, quantity, deleted).
+    pub async fn rows(&self) -> HashMap<String, (i64, String, i64, bool)> {
+        let rows: Vec<(String, i64, String, i32, bool)> =
+            sqlx::query_as("SELECT id, version, name, quantity, deleted FROM products").fetch_all(&self.pool).await.unwrap();
+        rows.into_iter().map(|(id, v, n, q, d)| (id, (v, n, q as i64, d))).collect()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.api_task.abort();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or gives up after `within`.
+pub async fn wait_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn product(name: &str, quantity: i64) -> Value {
+    json!({ "name": name, "price": 9.99, "quantity": quantity })
+}
+
+/// A `wbc-worker` process.
+pub struct WorkerProc {
+    child: Option<Child>,
+    pub metrics_url: String,
+    env: Vec<(String, String)>,
+}
+
+impl WorkerProc {
+    pub fn spawn(stack: &Stack, name: &str, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("REDIS_URL".into(), stack.redis.url()),
+            ("DATABASE_URL".into(), stack.pg.url()),
+            ("METRICS_ADDR".into(), format!("127.0.0.1:{port}")),
+            ("WORKER_ID".into(), name.into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        for (k, v) in &stack.flags {
+            env.push((k.to_uppercase().replace('-', "_"), v.clone()));
+        }
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut w = Self { child: None, metrics_url: format!("http://127.0.0.1:{port}/metrics"), env };
+        w.start();
+        w
+    }
+
+    pub fn start(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wbc-worker"));
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(Stdio::inherit());
+        self.child = Some(cmd.spawn().expect("worker starts"));
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let mut c = self.child.take().expect("running");
+        kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c.kill().ok();
+        c.wait().ok();
+        false
+    }
+
+    /// The value of a metric sample (the first line that starts with `series`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(&self.metrics_url).await.ok()?.text().await.ok()?;
+        metric_value(&text, series)
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

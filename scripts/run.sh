@@ -29,16 +29,17 @@ bindir=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sor
 
 echo "Building wbc-api and wbc-worker ($PROFILE) ..."
 (cd "$root" && cargo build --profile "$PROFILE" -p wbc-api -p wbc-worker --quiet)
-bin=$target/$PROFILE
+bin=$target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 
 pids=()
+as_pg=()
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "Stopping ..."
   # API and worker first (they drain), then the stores.
   for pid in "${pids[@]:2}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]:2}"; do wait "$pid" 2>/dev/null || true; done
-  [ -n "${pids[1]:-}" ] && kill -INT "${pids[1]}" 2>/dev/null || true
+  [ -n "${pids[1]:-}" ] && "${as_pg[@]}" "$bindir/pg_ctl" -D "$DATA_DIR/pg" stop -m fast >/dev/null 2>&1 || true
   [ -n "${pids[0]:-}" ] && kill -TERM "${pids[0]}" 2>/dev/null || true
   wait 2>/dev/null || true
   echo "Stopped."
@@ -46,7 +47,6 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 mkdir -p "$DATA_DIR/redis" "$DATA_DIR/pg-socket"
-as_pg=()
 if [ "$(id -u)" -eq 0 ]; then
   as_pg=(runuser -u postgres --)
   chown postgres: "$DATA_DIR/pg-socket"

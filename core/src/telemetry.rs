@@ -15,7 +15,7 @@ pub struct LogArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter in tracing's EnvFilter syntax, e.g. info or wbc_worker=debug.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn")]
     pub log_filter: String,
 }
 

@@ -65,7 +65,7 @@ pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
         let inner = e.into_inner();
         let msg = inner.to_string();
         let field = match path.as_str() {
-            "." => field_in_message(&msg).unwrap_or_else(|| "body".to_owned()),
+            "." | "?" => field_in_message(&msg).unwrap_or_else(|| "body".to_owned()),
             p => p.to_owned(),
         };
         Error::invalid(field, msg)

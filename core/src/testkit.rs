@@ -242,3 +242,17 @@ impl Drop for PgServer {
         self.stop();
     }
 }
+
+#[derive(clap::Parser)]
+struct PipelineCli {
+    #[command(flatten)]
+    pipeline: crate::PipelineArgs,
+}
+
+/// Pipeline settings from `(flag, value)` pairs, parsed as the binaries parse them.
+pub fn pipeline(flags: &[(&str, &str)]) -> crate::Pipeline {
+    use clap::Parser;
+    let args =
+        std::iter::once("wbc".to_owned()).chain(flags.iter().flat_map(|(k, v)| [format!("--{k}"), v.to_string()]));
+    PipelineCli::parse_from(args).pipeline.validate().expect("valid pipeline")
+}

@@ -16,7 +16,12 @@ use wbc_core::store::keys;
 type Acked = Arc<Mutex<HashMap<String, (i64, i64)>>>;
 
 /// Writers that PUT random keys until `stop`, recording every acknowledged write.
-fn writers(stack: &Arc<Stack>, n: usize, keys: usize, stop: tokio::sync::watch::Receiver<bool>) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
+fn writers(
+    stack: &Arc<Stack>,
+    n: usize,
+    keys: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
     let acked: Acked = Arc::default();
     let tasks = (0..n)
         .map(|w| {
@@ -59,9 +64,8 @@ async fn assert_all_persisted(stack: &Stack, acked: &Acked) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_worker_mid_flush_loses_no_acknowledged_write() {
-    let stack = Arc::new(
-        Stack::start(&[("flush-interval", "20ms"), ("batch-size", "2000"), ("lease-timeout", "1s")]).await,
-    );
+    let stack =
+        Arc::new(Stack::start(&[("flush-interval", "20ms"), ("batch-size", "2000"), ("lease-timeout", "1s")]).await);
     let mut worker = stack.spawn_worker("w1");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (acked, tasks) = writers(&stack, 16, 5000, stop_rx);
@@ -254,7 +258,8 @@ async fn a_full_queue_refuses_writes_with_retry_after_and_stays_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_writes_through_when_the_policy_says_so() {
-    let stack = Stack::start(&[("queue-capacity", "2"), ("overflow-policy", "write-through"), ("flush-interval", "1h")]).await;
+    let stack =
+        Stack::start(&[("queue-capacity", "2"), ("overflow-policy", "write-through"), ("flush-interval", "1h")]).await;
     for i in 0..2 {
         let (status, body) = stack.put(&format!("o-{i}"), product("queued", i)).await;
         assert_eq!((status, body["source"].as_str()), (200, Some("cache")));

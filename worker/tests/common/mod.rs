@@ -9,26 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::Parser;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use wbc_core::{
-    PipelineArgs, StoreArgs,
-    testkit::{PgServer, RedisServer, free_port},
+    StoreArgs,
+    testkit::{PgServer, RedisServer, free_port, pipeline},
 };
-
-#[derive(Parser)]
-struct PipelineCli {
-    #[command(flatten)]
-    pipeline: PipelineArgs,
-}
-
-/// Pipeline settings from `--flag value` pairs, as the binaries parse them.
-pub fn pipeline(flags: &[(&str, &str)]) -> wbc_core::Pipeline {
-    let args = std::iter::once("wbc".to_owned()).chain(flags.iter().flat_map(|(k, v)| [format!("--{k}"), v.to_string()]));
-    PipelineCli::parse_from(args).pipeline.validate().expect("valid pipeline")
-}
 
 pub struct Stack {
     pub redis: RedisServer,
@@ -106,7 +93,10 @@ impl Stack {
     /// Every row PostgreSQL holds: id -> (version, name, quantity, deleted).
     pub async fn rows(&self) -> HashMap<String, (i64, String, i64, bool)> {
         let rows: Vec<(String, i64, String, i32, bool)> =
-            sqlx::query_as("SELECT id, version, name, quantity, deleted FROM products").fetch_all(&self.pool).await.unwrap();
+            sqlx::query_as("SELECT id, version, name, quantity, deleted FROM products")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
         rows.into_iter().map(|(id, v, n, q, d)| (id, (v, n, q as i64, d))).collect()
     }
 }
@@ -207,7 +197,9 @@ impl WorkerProc {
 }
 
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
+    })
 }
 
 impl Drop for WorkerProc {

@@ -1,0 +1,79 @@
+//! The API in-process against real Redis and PostgreSQL, driven with `oneshot` (no socket).
+#![allow(dead_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::{Body, to_bytes},
+    http::{Request, header},
+};
+use serde_json::Value;
+use tower::ServiceExt;
+use wbc_core::{
+    StoreArgs,
+    testkit::{PgServer, RedisServer, pipeline},
+};
+
+pub struct Api {
+    pub redis: RedisServer,
+    pub pg: PgServer,
+    pub app: Router,
+    pub state: wbc_api::AppState,
+}
+
+impl Api {
+    pub async fn start(flags: &[(&str, &str)]) -> Self {
+        let redis = RedisServer::start();
+        let pg = PgServer::start();
+        let store = StoreArgs { redis_url: redis.url(), database_url: pg.url(), database_max_connections: 10 };
+        let (state, ops): (_, Arc<_>) = wbc_api::connect(&store, pipeline(flags)).await.expect("api connects");
+        let app = wbc_api::app(state.clone(), ops, Duration::from_secs(30));
+        Self { redis, pg, app, state }
+    }
+
+    /// Sends one request; returns the status, the body parsed as JSON (or Null) and the headers.
+    pub async fn send(&self, req: Request<Body>) -> (u16, Value, axum::http::HeaderMap) {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
+    }
+
+    pub async fn call(&self, method: &str, uri: &str, body: Option<&str>) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
+        let (status, json, _) = self.send(req).await;
+        (status, json)
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Everything the products table holds, as text, in id order.
+    pub async fn pg_snapshot(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT row_to_json(p)::text FROM products p ORDER BY id")
+            .fetch_all(&self.state.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Every Redis key with its type and contents, sorted.
+    pub async fn redis_snapshot(&self) -> Vec<String> {
+        let mut conn = self.redis().await;
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+        keys.sort();
+        let mut out = Vec::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query_async(&mut conn).await.unwrap();
+            out.push(format!("{key} {kind} {dump:?}"));
+        }
+        out
+    }
+}

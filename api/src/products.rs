@@ -8,7 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Serialize;
-use wbc_core::{OverflowPolicy, ProductInput, Record, WriteMode, db, product};
+use wbc_core::{OverflowPolicy, ProductInput, Record, RedisDownPolicy, WriteMode, db, product};
 
 use crate::{ApiError, AppState, MAX_BODY_BYTES, Result, mode_label};
 
@@ -80,9 +80,14 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Jso
 
 async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ProductBody>> {
     product::validate_id(&id)?;
-    if let Some(record) = s.store.get(&id).await? {
-        s.metrics.cache_hits.inc();
-        return live(record, Source::Cache);
+    match s.store.get(&id).await {
+        Ok(Some(record)) => {
+            s.metrics.cache_hits.inc();
+            return live(record, Source::Cache);
+        }
+        Ok(None) => {}
+        // Reads keep working from PostgreSQL while Redis is down.
+        Err(e) => tracing::warn!(error = %e, %id, "redis unavailable; reading from PostgreSQL"),
     }
     s.metrics.cache_misses.inc();
     let Some(record) = db::get(&s.pool, &id).await? else {
@@ -143,6 +148,9 @@ async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(R
             }
             // The overflow policy sends this write through to PostgreSQL.
             Err(wbc_core::Error::QueueFull { .. }) => {}
+            Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
+                tracing::warn!(error = %e, %id, "redis unavailable; writing through");
+            }
             Err(e) => return guarded(s, Err(e.into())),
         }
     }
@@ -159,8 +167,16 @@ fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
 }
 
 /// Commits to PostgreSQL first, then refreshes the cache, so that an answer means durable.
+/// Without Redis (and where the policy allows), PostgreSQL issues the version itself.
 async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
-    let version = s.store.reserve_version(id).await?;
+    let version = match s.store.reserve_version(id).await {
+        Ok(v) => v,
+        Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
+            tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
+            return Ok(db::upsert_next_version(&s.pool, id, input.as_ref()).await?);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let record = record(id, input, version);
     db::upsert(&s.pool, std::slice::from_ref(&record)).await?;
     if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {

@@ -26,6 +26,26 @@ pub enum OverflowPolicy {
     WriteThrough,
 }
 
+/// What a simulated database failure looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// A batch fails as if the connection dropped; it is retried without limit.
+    Transient,
+    /// A record fails as if it broke a constraint; it ends in the dead-letter queue.
+    Permanent,
+}
+
+/// What a write does when Redis cannot be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisDownPolicy {
+    /// Refuse the write with 503.
+    Reject,
+    /// Write it to PostgreSQL directly.
+    WriteThrough,
+}
+
 /// Connections to Redis and PostgreSQL.
 #[derive(Args, Clone, Debug)]
 pub struct StoreArgs {
@@ -74,6 +94,9 @@ pub struct PipelineArgs {
     /// What a write does when the queue is full: reject (503) or write-through.
     #[arg(long, env = "OVERFLOW_POLICY", value_enum, default_value = "reject")]
     pub overflow_policy: OverflowPolicy,
+    /// What a write does when Redis is unreachable: reject (503) or write-through.
+    #[arg(long, env = "REDIS_DOWN_POLICY", value_enum, default_value = "reject")]
+    pub redis_down_policy: RedisDownPolicy,
     /// How long a worker owns claimed keys before another worker may take them back.
     #[arg(long, env = "LEASE_TIMEOUT", default_value = "30s", value_parser = duration_in(Duration::from_millis(100), Duration::from_secs(3600)))]
     pub lease_timeout: Duration,
@@ -86,6 +109,9 @@ pub struct PipelineArgs {
     /// Fraction of database writes that fail while SIMULATE_DB_FAILURE is on.
     #[arg(long, env = "FAILURE_RATE", default_value_t = 0.1, value_parser = float_in(0.0, 1.0))]
     pub failure_rate: f64,
+    /// Kind of the simulated failures: transient (retried) or permanent (dead-lettered).
+    #[arg(long, env = "FAILURE_KIND", value_enum, default_value = "transient")]
+    pub failure_kind: FailureKind,
 }
 
 /// The validated, effective pipeline configuration, as `/admin/config` shows it.
@@ -103,12 +129,14 @@ pub struct Pipeline {
     pub retry_multiplier: f64,
     pub queue_capacity: u64,
     pub overflow_policy: OverflowPolicy,
+    pub redis_down_policy: RedisDownPolicy,
     #[serde(serialize_with = "as_humantime")]
     pub lease_timeout: Duration,
     #[serde(serialize_with = "as_humantime")]
     pub cache_ttl: Duration,
     pub simulate_db_failure: bool,
     pub failure_rate: f64,
+    pub failure_kind: FailureKind,
 }
 
 impl PipelineArgs {
@@ -148,10 +176,12 @@ impl PipelineArgs {
             retry_multiplier: self.retry_multiplier,
             queue_capacity: self.queue_capacity,
             overflow_policy: self.overflow_policy,
+            redis_down_policy: self.redis_down_policy,
             lease_timeout: self.lease_timeout,
             cache_ttl: self.cache_ttl,
             simulate_db_failure: self.simulate_db_failure,
             failure_rate: self.failure_rate,
+            failure_kind: self.failure_kind,
         })
     }
 }

@@ -29,8 +29,8 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 
 /// Writes a batch in one statement. A row only replaces an older version, so retries,
 /// duplicates and reclaimed work never put an old value over a new one.
-/// Returns the number of rows written (rows skipped as stale are not counted).
-pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<u64> {
+/// Returns the ids of the rows written; the others were stale.
+pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
     let mut ids = Vec::with_capacity(records.len());
     let mut names = Vec::with_capacity(records.len());
     let mut prices = Vec::with_capacity(records.len());
@@ -45,13 +45,14 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<u64> {
         versions.push(r.version);
         deleted.push(r.deleted);
     }
-    let done = sqlx::query(
+    Ok(sqlx::query_scalar(
         "INSERT INTO products (id, name, price, quantity, version, deleted) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::int8[], $5::int8[], $6::bool[]) \
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
            quantity = EXCLUDED.quantity, version = EXCLUDED.version, deleted = EXCLUDED.deleted, \
            updated_at = now() \
-         WHERE products.version < EXCLUDED.version",
+         WHERE products.version < EXCLUDED.version \
+         RETURNING id",
     )
     .bind(&ids)
     .bind(&names)
@@ -59,9 +60,33 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<u64> {
     .bind(&quantities)
     .bind(&versions)
     .bind(&deleted)
-    .execute(pool)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Writes one record without Redis, with a version PostgreSQL issues: the clock in microseconds,
+/// raised past the row's current version. Returns the record as written.
+pub async fn upsert_next_version(pool: &PgPool, id: &str, input: Option<&crate::ProductInput>) -> Result<Record> {
+    let mut record = match input {
+        Some(p) => Record::product(id, p.clone(), 0),
+        None => Record::tombstone(id, 0),
+    };
+    record.version = sqlx::query_scalar(
+        "INSERT INTO products (id, name, price, quantity, version, deleted) \
+         VALUES ($1, $2, $3::float8, $4::int8, (extract(epoch FROM clock_timestamp()) * 1000000)::int8, $5) \
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
+           quantity = EXCLUDED.quantity, deleted = EXCLUDED.deleted, updated_at = now(), \
+           version = GREATEST(EXCLUDED.version, products.version + 1) \
+         RETURNING version",
+    )
+    .bind(&record.id)
+    .bind(&record.name)
+    .bind(record.price)
+    .bind(record.quantity)
+    .bind(record.deleted)
+    .fetch_one(pool)
     .await?;
-    Ok(done.rows_affected())
+    Ok(record)
 }
 
 /// The stored record of a key, tombstones included.
@@ -102,6 +127,18 @@ pub async fn set_meta(pool: &PgPool, key: &str, value: &str) -> Result<()> {
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Whether retrying cannot help: the row breaks a constraint (SQLSTATE class 23) or holds a value
+/// the column cannot store (class 22). Everything else, such as a lost connection, is transient.
+pub fn is_permanent(e: &crate::Error) -> bool {
+    match e {
+        crate::Error::Database(sqlx::Error::Database(db)) => {
+            db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        }
+        crate::Error::Database(sqlx::Error::Encode(_)) => true,
+        _ => false,
+    }
 }
 
 pub async fn ping(pool: &PgPool) -> Result<()> {

@@ -4,16 +4,17 @@ pub mod db;
 mod error;
 pub mod ops;
 pub mod product;
+pub mod replay;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use config::{OverflowPolicy, Pipeline, PipelineArgs, StoreArgs, WriteMode};
+pub use config::{FailureKind, OverflowPolicy, Pipeline, PipelineArgs, RedisDownPolicy, StoreArgs, WriteMode};
 pub use error::{Error, Result};
 pub use product::{ProductInput, Record};
 pub use sqlx::PgPool;
-pub use store::{QueueStats, Store};
+pub use store::{DeadLetter, QueueStats, Store};
 
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> u64 {

@@ -1,22 +1,45 @@
-//! One flush: claimed keys upserted in one statement, then acknowledged.
-use std::time::Instant;
+//! One flush: claimed keys upserted in one statement, split to isolate records that fail for good.
+use std::{
+    collections::HashSet,
+    hash::{DefaultHasher, Hash, Hasher},
+    time::Instant,
+};
 
-use wbc_core::{Record, Result, db, now_ms, store::Claimed};
+use wbc_core::{
+    DeadLetter, FailureKind, Record, db, now_ms,
+    store::{Claimed, Settled},
+};
 
-use crate::Worker;
+use crate::{Worker, backoff};
 
-/// Why a batch was not persisted.
-pub enum FlushError {
-    /// Worth retrying later: the database or Redis failed, or a failure was simulated.
+/// How an upsert failed.
+enum Failure {
+    /// Retrying later can succeed: the connection dropped, the database is shutting down.
     Transient(wbc_core::Error),
+    /// The rows themselves are refused; the text is PostgreSQL's reason.
+    Permanent(String),
+}
+
+impl From<wbc_core::Error> for Failure {
+    fn from(e: wbc_core::Error) -> Self {
+        if db::is_permanent(&e) { Self::Permanent(e.to_string()) } else { Self::Transient(e) }
+    }
+}
+
+/// What became of a batch that did not fail transiently.
+#[derive(Default)]
+struct Persisted {
+    written: HashSet<String>,
+    dead: Vec<(Record, String)>,
 }
 
 impl Worker {
-    /// Persists a claimed batch. On failure the keys go back to the queue.
-    pub(crate) async fn flush(&self, claimed: Vec<Claimed>) -> Result<(), FlushError> {
+    /// Persists a claimed batch and acknowledges it. On a transient failure the keys go back
+    /// to the queue and the error is returned for the caller's backoff.
+    pub(crate) async fn flush(&self, claimed: Vec<Claimed>) -> Result<(), wbc_core::Error> {
         let start = Instant::now();
-        let mut records: Vec<Record> = Vec::with_capacity(claimed.len());
-        let mut done: Vec<(String, i64)> = Vec::with_capacity(claimed.len());
+        let mut settled = Vec::with_capacity(claimed.len());
+        let mut records = Vec::with_capacity(claimed.len());
         for c in &claimed {
             match &c.record {
                 Some(r) => records.push(r.clone()),
@@ -24,48 +47,163 @@ impl Worker {
                     // The dirty marker outlived its value: only a loss of Redis data does this.
                     self.metrics.values_missing.inc();
                     tracing::error!(id = %c.id, "dirty key has no value in Redis; nothing to persist");
-                    done.push((c.id.clone(), -1));
+                    settled.push(Settled { id: c.id.clone(), version: -1, stale: false });
                 }
             }
         }
-        let outcome = self.upsert(&records).await;
-        let rows = match outcome {
-            Ok(rows) => rows,
+        let persisted = match self.persist(records.clone()).await {
+            Ok(p) => p,
             Err(e) => {
                 self.metrics.batches.with_label_values(&["error"]).inc();
                 let ids: Vec<String> = claimed.into_iter().map(|c| c.id).collect();
+                self.retried.lock().expect("retried lock").extend(ids.iter().cloned());
                 if let Err(re) = self.store.release(&self.token, &ids).await {
                     // The leases expire and the reaper hands the keys back instead.
                     tracing::warn!(error = %re, "could not hand back a failed batch");
                 }
-                return Err(FlushError::Transient(e));
+                return Err(e);
             }
         };
-        done.extend(records.iter().map(|r| (r.id.clone(), r.version)));
-        let acked = self.store.ack(&self.token, &done, self.pipeline.cache_ttl).await.map_err(FlushError::Transient)?;
-        let now = now_ms();
-        for c in &claimed {
-            self.metrics.persistence_lag.observe(now.saturating_sub(c.dirty_since_ms) as f64 / 1000.0);
+        for (record, error) in &persisted.dead {
+            self.dead_letter(record, error).await?;
         }
-        self.metrics.rows_persisted.inc_by(rows);
-        self.metrics.rows_stale.inc_by(records.len() as u64 - rows);
-        self.metrics.batches.with_label_values(&["ok"]).inc();
-        self.metrics.batch_size.observe(claimed.len() as f64);
-        self.metrics.flush_duration.observe(start.elapsed().as_secs_f64());
-        if acked < done.len() as u64 {
-            tracing::warn!(lost = done.len() as u64 - acked, "some leases expired before the batch committed");
+        let dead: HashSet<&str> = persisted.dead.iter().map(|(r, _)| r.id.as_str()).collect();
+        let live = records.iter().filter(|r| !dead.contains(r.id.as_str()));
+        settled.extend(live.map(|r| Settled {
+            id: r.id.clone(),
+            version: r.version,
+            stale: !persisted.written.contains(&r.id),
+        }));
+        let acked = self.store.ack(&self.token, &settled, self.pipeline.cache_ttl).await?;
+        self.record_flush(&claimed, &settled, persisted.written.len() as u64, start);
+        if acked < settled.len() as u64 {
+            tracing::warn!(lost = settled.len() as u64 - acked, "some leases expired before the batch committed");
         }
-        tracing::debug!(keys = claimed.len(), rows, elapsed_ms = start.elapsed().as_millis() as u64, "batch flushed");
         Ok(())
     }
 
-    async fn upsert(&self, records: &[Record]) -> Result<u64> {
-        if records.is_empty() {
-            return Ok(0);
+    fn record_flush(&self, claimed: &[Claimed], settled: &[Settled], written: u64, start: Instant) {
+        let now = now_ms();
+        for c in claimed {
+            self.metrics.persistence_lag.observe(now.saturating_sub(c.dirty_since_ms) as f64 / 1000.0);
         }
-        if self.pipeline.simulate_db_failure && rand::random::<f64>() < self.pipeline.failure_rate {
-            return Err(wbc_core::Error::Io(std::io::Error::other("simulated database failure")));
+        let mut retried = self.retried.lock().expect("retried lock");
+        for s in settled {
+            let outcome = if retried.remove(&s.id) { "after_retry" } else { "first_try" };
+            self.metrics.records.with_label_values(&[outcome]).inc();
         }
-        db::upsert(&self.pool, records).await
+        self.metrics.rows_persisted.inc_by(written);
+        self.metrics.rows_stale.inc_by(settled.iter().filter(|s| s.stale).count() as u64);
+        self.metrics.batches.with_label_values(&["ok"]).inc();
+        self.metrics.batch_size.observe(claimed.len() as f64);
+        self.metrics.flush_duration.observe(start.elapsed().as_secs_f64());
+        tracing::debug!(
+            keys = claimed.len(),
+            written,
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "batch flushed"
+        );
     }
+
+    /// Upserts the batch, halving any part that fails permanently until the bad records stand
+    /// alone, so that one poison record never blocks the rest.
+    async fn persist(&self, records: Vec<Record>) -> Result<Persisted, wbc_core::Error> {
+        let mut out = Persisted::default();
+        let mut pending = vec![records];
+        while let Some(mut batch) = pending.pop() {
+            match self.upsert(&batch).await {
+                Ok(ids) => out.written.extend(ids),
+                Err(Failure::Transient(e)) => return Err(e),
+                Err(Failure::Permanent(_)) if batch.len() > 1 => {
+                    self.metrics.batch_splits.inc();
+                    let right = batch.split_off(batch.len() / 2);
+                    pending.push(right);
+                    pending.push(batch);
+                }
+                Err(Failure::Permanent(reason)) => {
+                    let record = batch.pop().expect("one record");
+                    match self.retry_alone(&record, reason).await? {
+                        Ok(ids) => out.written.extend(ids),
+                        Err(reason) => out.dead.push((record, reason)),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Retries one refused record `max_retries` times with backoff. `Ok(Err(reason))` means it
+    /// still fails and belongs in the dead-letter queue.
+    async fn retry_alone(
+        &self,
+        record: &Record,
+        mut reason: String,
+    ) -> Result<Result<Vec<String>, String>, wbc_core::Error> {
+        let p = &self.pipeline;
+        for attempt in 0..p.max_retries {
+            self.metrics.retries.with_label_values(&["permanent"]).inc();
+            tracing::warn!(id = %record.id, version = record.version, attempt = attempt + 1, %reason, "record refused; retrying");
+            tokio::time::sleep(backoff::delay(p.retry_initial_delay, p.retry_max_delay, p.retry_multiplier, attempt))
+                .await;
+            match self.upsert(std::slice::from_ref(record)).await {
+                Ok(ids) => {
+                    self.retried.lock().expect("retried lock").insert(record.id.clone());
+                    return Ok(Ok(ids));
+                }
+                Err(Failure::Permanent(r)) => reason = r,
+                Err(Failure::Transient(e)) => return Err(e),
+            }
+        }
+        Ok(Err(reason))
+    }
+
+    async fn dead_letter(&self, record: &Record, error: &str) -> Result<(), wbc_core::Error> {
+        let letter = DeadLetter {
+            id: record.id.clone(),
+            version: record.version,
+            deleted: record.deleted,
+            value: (!record.deleted).then(|| record.input()),
+            error: error.to_owned(),
+            attempts: self.pipeline.max_retries + 1,
+            failed_at_ms: now_ms(),
+        };
+        if self.store.dead_letter(&self.token, &letter).await? {
+            self.metrics.records.with_label_values(&["dead_lettered"]).inc();
+            tracing::error!(id = %letter.id, version = letter.version, attempts = letter.attempts, %error, "record moved to the dead-letter queue");
+        }
+        self.retried.lock().expect("retried lock").remove(&record.id);
+        Ok(())
+    }
+
+    async fn upsert(&self, records: &[Record]) -> Result<Vec<String>, Failure> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = &self.pipeline;
+        if p.simulate_db_failure {
+            match p.failure_kind {
+                FailureKind::Transient if rand::random::<f64>() < p.failure_rate => {
+                    let e = std::io::Error::other("simulated transient database failure");
+                    return Err(Failure::Transient(wbc_core::Error::Io(e)));
+                }
+                FailureKind::Permanent => {
+                    if let Some(r) = records.iter().find(|r| poisoned(r, p.failure_rate)) {
+                        return Err(Failure::Permanent(format!(
+                            "simulated permanent failure of {} v{}",
+                            r.id, r.version
+                        )));
+                    }
+                }
+                FailureKind::Transient => {}
+            }
+        }
+        Ok(db::upsert(&self.pool, records).await?)
+    }
+}
+
+/// Whether a simulated permanent failure hits this record: the same answer on every attempt.
+fn poisoned(record: &Record, rate: f64) -> bool {
+    let mut h = DefaultHasher::new();
+    (&record.id, record.version).hash(&mut h);
+    (h.finish() as f64 / u64::MAX as f64) < rate
 }

@@ -57,6 +57,8 @@ pub struct Worker {
     /// Identifies this worker's leases.
     token: String,
     shutdown_grace: Duration,
+    /// Keys whose last flush failed transiently, to tell first-try successes from retries.
+    retried: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Args {
@@ -109,7 +111,7 @@ impl Worker {
         let pool = db::connect(&store.database_url, store.database_max_connections).await?;
         db::migrate(&pool).await?;
         let ops = Arc::new(ops::Ops { registry, queue, store: redis.clone(), pool: pool.clone() });
-        Ok((Self { store: redis, pool, pipeline, metrics, token, shutdown_grace }, ops))
+        Ok((Self { store: redis, pool, pipeline, metrics, token, shutdown_grace, retried: Default::default() }, ops))
     }
 
     /// The flush loop. Returns once `stop` is set and the batch in flight is settled.
@@ -173,10 +175,7 @@ impl Worker {
                 }
             }
         };
-        match outcome {
-            Ok(()) => Ok(full),
-            Err(flush::FlushError::Transient(e)) => Err(e),
-        }
+        outcome.map(|()| full)
     }
 
     /// Returns expired leases to the queue and checks the epoch that reveals a loss of Redis data.

@@ -11,6 +11,8 @@ pub struct WorkerMetrics {
     pub flush_duration: Histogram,
     pub persistence_lag: Histogram,
     pub retries: IntCounterVec,
+    pub records: IntCounterVec,
+    pub batch_splits: IntCounter,
     pub leases_reaped: IntCounter,
     pub values_missing: IntCounter,
     pub data_loss_detected: IntCounter,
@@ -44,8 +46,22 @@ impl WorkerMetrics {
                 .buckets(exponential_buckets(0.005, 2.0, 16)?),
             )?,
             retries: IntCounterVec::new(
-                Opts::new("wbc_worker_retries_total", "Batches handed back for a retry, by error class"),
+                Opts::new(
+                    "wbc_worker_retries_total",
+                    "Retries, by error class: transient (a batch) or permanent (one record)",
+                ),
                 &["class"],
+            )?,
+            records: IntCounterVec::new(
+                Opts::new(
+                    "wbc_worker_records_total",
+                    "Records settled, by outcome: first_try, after_retry or dead_lettered",
+                ),
+                &["outcome"],
+            )?,
+            batch_splits: IntCounter::new(
+                "wbc_worker_batch_splits_total",
+                "Batches halved to isolate a record that PostgreSQL refuses",
             )?,
             leases_reaped: IntCounter::new(
                 "wbc_worker_leases_reaped_total",
@@ -67,6 +83,8 @@ impl WorkerMetrics {
         registry.register(Box::new(m.flush_duration.clone()))?;
         registry.register(Box::new(m.persistence_lag.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;
+        registry.register(Box::new(m.records.clone()))?;
+        registry.register(Box::new(m.batch_splits.clone()))?;
         registry.register(Box::new(m.leases_reaped.clone()))?;
         registry.register(Box::new(m.values_missing.clone()))?;
         registry.register(Box::new(m.data_loss_detected.clone()))?;

@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     future::Future,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -134,6 +134,8 @@ pub struct WorkerProc {
     child: Option<Child>,
     pub metrics_url: String,
     env: Vec<(String, String)>,
+    /// The worker's output (its log), across restarts.
+    pub log: std::path::PathBuf,
 }
 
 impl WorkerProc {
@@ -144,13 +146,14 @@ impl WorkerProc {
             ("DATABASE_URL".into(), stack.pg.url()),
             ("METRICS_ADDR".into(), format!("127.0.0.1:{port}")),
             ("WORKER_ID".into(), name.into()),
-            ("RUST_LOG".into(), "warn".into()),
+            ("RUST_LOG".into(), std::env::var("WBC_TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into())),
         ];
         for (k, v) in &stack.flags {
             env.push((k.to_uppercase().replace('-', "_"), v.clone()));
         }
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut w = Self { child: None, metrics_url: format!("http://127.0.0.1:{port}/metrics"), env };
+        let log = std::env::temp_dir().join(format!("wbc-worker-{name}-{port}.log"));
+        let mut w = Self { child: None, metrics_url: format!("http://127.0.0.1:{port}/metrics"), env, log };
         w.start();
         w
     }
@@ -158,7 +161,9 @@ impl WorkerProc {
     pub fn start(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wbc-worker"));
         cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(Stdio::inherit());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("worker log");
+        let err = log.try_clone().expect("worker log");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdout(log).stderr(err);
         self.child = Some(cmd.spawn().expect("worker starts"));
     }
 
@@ -202,8 +207,28 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     })
 }
 
+impl WorkerProc {
+    /// Waits until the worker answers /readyz with 200.
+    pub async fn ready(&self) {
+        let url = self.metrics_url.replace("/metrics", "/readyz");
+        let ok = wait_until(Duration::from_secs(30), || async {
+            reqwest::get(&url).await.ok().filter(|r| r.status() == 200).map(|_| ())
+        })
+        .await;
+        assert!(ok.is_some(), "worker not ready: {}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 impl Drop for WorkerProc {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- log of worker ({}) ---\n{}", self.log.display(), self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -104,7 +104,7 @@ pub struct PipelineArgs {
     #[arg(long, env = "CACHE_TTL", default_value = "1h", value_parser = duration_in(Duration::from_secs(1), Duration::from_secs(30 * 86_400)))]
     pub cache_ttl: Duration,
     /// Make a fraction of database writes fail as transient errors (for exercises).
-    #[arg(long, env = "SIMULATE_DB_FAILURE", default_value = "false", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "SIMULATE_DB_FAILURE", default_value = "false", action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub simulate_db_failure: bool,
     /// Fraction of database writes that fail while SIMULATE_DB_FAILURE is on.
     #[arg(long, env = "FAILURE_RATE", default_value_t = 0.1, value_parser = float_in(0.0, 1.0))]
@@ -183,6 +183,55 @@ impl PipelineArgs {
             failure_rate: self.failure_rate,
             failure_kind: self.failure_kind,
         })
+    }
+}
+
+impl Pipeline {
+    /// The environment variables that reproduce this configuration in the API and the worker.
+    pub fn to_env(&self) -> std::collections::BTreeMap<&'static str, String> {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        fn v<T: ValueEnum>(x: &T) -> String {
+            x.to_possible_value().map(|p| p.get_name().to_owned()).unwrap_or_default()
+        }
+        [
+            ("WRITE_MODE", v(&self.mode)),
+            ("FLUSH_INTERVAL", d(self.flush_interval)),
+            ("BATCH_SIZE", self.batch_size.to_string()),
+            ("MAX_RETRIES", self.max_retries.to_string()),
+            ("RETRY_INITIAL_DELAY", d(self.retry_initial_delay)),
+            ("RETRY_MAX_DELAY", d(self.retry_max_delay)),
+            ("RETRY_MULTIPLIER", self.retry_multiplier.to_string()),
+            ("QUEUE_CAPACITY", self.queue_capacity.to_string()),
+            ("OVERFLOW_POLICY", v(&self.overflow_policy)),
+            ("REDIS_DOWN_POLICY", v(&self.redis_down_policy)),
+            ("LEASE_TIMEOUT", d(self.lease_timeout)),
+            ("CACHE_TTL", d(self.cache_ttl)),
+            ("SIMULATE_DB_FAILURE", self.simulate_db_failure.to_string()),
+            ("FAILURE_RATE", self.failure_rate.to_string()),
+            ("FAILURE_KIND", v(&self.failure_kind)),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
+impl PipelineArgs {
+    /// Parses and validates pipeline settings given as environment variables (`FLUSH_INTERVAL=2s`),
+    /// with the same rules as the binaries, so a ConfigMap can be checked before it is applied.
+    pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Pipeline> {
+        #[derive(clap::Parser)]
+        #[command(no_binary_name = true)]
+        struct Cli {
+            #[command(flatten)]
+            pipeline: PipelineArgs,
+        }
+        let args: Vec<String> =
+            vars.into_iter().map(|(k, v)| format!("--{}={v}", k.to_ascii_lowercase().replace('_', "-"))).collect();
+        let cli = <Cli as clap::Parser>::try_parse_from(args).map_err(|e| Error::Config {
+            field: "pipeline",
+            reason: e.render().to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned(),
+        })?;
+        cli.pipeline.validate()
     }
 }
 
@@ -270,6 +319,27 @@ mod tests {
             let flag = bad[0];
             assert!(err.to_string().contains(flag), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_pipeline_round_trips_through_its_environment() {
+        let p = parse(&["--flush-interval", "250ms", "--write-mode", "write-through", "--failure-kind", "permanent"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        let env = p.to_env();
+        let again = PipelineArgs::from_env(env.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+        assert_eq!(again.to_env(), env);
+        assert_eq!(env["FLUSH_INTERVAL"], "250ms");
+        assert_eq!(env["WRITE_MODE"], "write-through");
+    }
+
+    #[test]
+    fn bad_environment_values_are_refused_by_name() {
+        let err = PipelineArgs::from_env([("FLUSH_INTERVAL", "soon")]).unwrap_err().to_string();
+        assert!(err.contains("--flush-interval"), "{err}");
+        let err = PipelineArgs::from_env([("NO_SUCH_SETTING", "1")]).unwrap_err().to_string();
+        assert!(err.contains("--no-such-setting"), "{err}");
     }
 
     #[test]

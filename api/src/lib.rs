@@ -3,6 +3,7 @@ mod admin;
 mod error;
 mod metrics;
 mod products;
+mod trace;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -52,6 +53,7 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(trace::layer())
         .with_state(state)
         .merge(ops::router(ops))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -83,7 +85,7 @@ impl Args {
     /// Serves until Ctrl-C or SIGTERM, then drains open requests.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self { listen_addr, request_timeout, store, pipeline, log } = self;
-        log.init()?;
+        let _telemetry = log.init("wbc-api")?;
         let pipeline = pipeline.validate()?;
         tracing::info!(?pipeline, "starting wbc-api");
         let (state, ops) = connect(&store, pipeline).await?;

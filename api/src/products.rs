@@ -8,6 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Serialize;
+use tracing::Instrument;
 use wbc_core::{OverflowPolicy, ProductInput, Record, RedisDownPolicy, WriteMode, db, product};
 
 use crate::{ApiError, AppState, MAX_BODY_BYTES, Result, mode_label};
@@ -134,7 +135,11 @@ fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Resul
 async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(Record, Source)> {
     let op = if input.is_some() { "upsert" } else { "delete" };
     if s.pipeline.mode == WriteMode::WriteBehind {
-        match s.store.write(id, input.as_ref(), s.pipeline.queue_capacity).await {
+        let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
+        let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
+        let queued =
+            s.store.write(id, input.as_ref(), s.pipeline.queue_capacity, traceparent.as_deref()).instrument(span).await;
+        match queued {
             Ok(queued) => {
                 if queued.coalesced {
                     s.metrics.writes_coalesced.inc();

@@ -83,6 +83,8 @@ pub struct Claimed {
     pub record: Option<Record>,
     /// When the key was first dirtied, in Unix milliseconds.
     pub dirty_since_ms: u64,
+    /// W3C traceparents of the writes this flush coalesces, oldest first.
+    pub traceparents: Vec<String>,
 }
 
 /// A claimed key whose flush is over.
@@ -165,7 +167,14 @@ impl Store {
     }
 
     /// Stores a product (or a tombstone for `None`) and queues it for the worker.
-    pub async fn write(&self, id: &str, input: Option<&ProductInput>, capacity: u64) -> Result<Queued> {
+    /// `traceparent` ties the write to the flush that persists it.
+    pub async fn write(
+        &self,
+        id: &str,
+        input: Option<&ProductInput>,
+        capacity: u64,
+        traceparent: Option<&str>,
+    ) -> Result<Queued> {
         let (data, deleted) = encode(input);
         let (version, flag): (i64, i64) = self
             .scripts
@@ -177,6 +186,7 @@ impl Store {
             .arg(data)
             .arg(deleted)
             .arg(capacity)
+            .arg(traceparent.unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await?;
         if version < 0 {
@@ -253,14 +263,15 @@ impl Store {
             .arg(keys::PRODUCT_PREFIX)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        flat.chunks_exact(5)
+        flat.chunks_exact(6)
             .map(|c| {
                 let record = match c[3].as_str() {
                     "" => None,
                     version => Some(decode(&c[0], &c[1], &c[2], version)?),
                 };
                 let dirty_since_ms = c[4].parse::<f64>().unwrap_or(0.0) as u64;
-                Ok(Claimed { id: c[0].clone(), record, dirty_since_ms })
+                let traceparents = c[5].split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
+                Ok(Claimed { id: c[0].clone(), record, dirty_since_ms, traceparents })
             })
             .collect()
     }

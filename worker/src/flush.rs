@@ -5,9 +5,13 @@ use std::{
     time::Instant,
 };
 
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use wbc_core::{
     DeadLetter, FailureKind, Record, db, now_ms,
     store::{Claimed, Settled},
+    telemetry::context_from_traceparent,
 };
 
 use crate::{Worker, backoff};
@@ -35,8 +39,38 @@ struct Persisted {
 
 impl Worker {
     /// Persists a claimed batch and acknowledges it. On a transient failure the keys go back
-    /// to the queue and the error is returned for the caller's backoff.
+    /// to the queue and the error is returned for the caller's backoff. When traces are exported,
+    /// the flush span links to every write it coalesces, and each write's own trace gets a
+    /// `persisted` span that links back to the flush.
     pub(crate) async fn flush(&self, claimed: Vec<Claimed>) -> Result<(), wbc_core::Error> {
+        let span = tracing::info_span!(
+            "flush batch",
+            otel.kind = "client",
+            db.system = "postgresql",
+            batch.keys = claimed.len(),
+            worker = %self.token,
+        );
+        if !self.trace_writes {
+            return self.flush_batch(claimed).instrument(span).await;
+        }
+        for tp in claimed.iter().flat_map(|c| &c.traceparents) {
+            span.add_link(context_from_traceparent(tp).span().span_context().clone());
+        }
+        let writes: Vec<(String, String)> =
+            claimed.iter().filter_map(|c| Some((c.id.clone(), c.traceparents.last()?.clone()))).collect();
+        let result = self.flush_batch(claimed).instrument(span.clone()).await;
+        if result.is_ok() {
+            let flush = span.context().span().span_context().clone();
+            for (id, tp) in writes {
+                let persisted = tracing::info_span!(parent: None, "persisted", otel.kind = "consumer", product.id = %id);
+                let _ = persisted.set_parent(context_from_traceparent(&tp));
+                persisted.add_link(flush.clone());
+            }
+        }
+        result
+    }
+
+    async fn flush_batch(&self, claimed: Vec<Claimed>) -> Result<(), wbc_core::Error> {
         let start = Instant::now();
         let mut settled = Vec::with_capacity(claimed.len());
         let mut records = Vec::with_capacity(claimed.len());

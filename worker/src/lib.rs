@@ -59,17 +59,20 @@ pub struct Worker {
     shutdown_grace: Duration,
     /// Keys whose last flush failed transiently, to tell first-try successes from retries.
     retried: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Spans are exported, so flushes link to the writes they persist.
+    trace_writes: bool,
 }
 
 impl Args {
     /// Runs until Ctrl-C or SIGTERM, then finishes or hands back the batch in flight.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self { metrics_addr, worker_id, shutdown_grace, store, pipeline, log } = self;
-        log.init()?;
+        let telemetry = log.init("wbc-worker")?;
         let pipeline = pipeline.validate()?;
         let token = worker_id.unwrap_or_else(default_worker_id);
         tracing::info!(?pipeline, %token, "starting wbc-worker");
-        let (worker, ops) = Worker::connect(&store, pipeline, token, shutdown_grace).await?;
+        let (mut worker, ops) = Worker::connect(&store, pipeline, token, shutdown_grace).await?;
+        worker.trace_writes = telemetry.exporting();
         let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "serving metrics");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -111,7 +114,8 @@ impl Worker {
         let pool = db::connect(&store.database_url, store.database_max_connections).await?;
         db::migrate(&pool).await?;
         let ops = Arc::new(ops::Ops { registry, queue, store: redis.clone(), pool: pool.clone() });
-        Ok((Self { store: redis, pool, pipeline, metrics, token, shutdown_grace, retried: Default::default() }, ops))
+        let retried = Default::default();
+        Ok((Self { store: redis, pool, pipeline, metrics, token, shutdown_grace, retried, trace_writes: false }, ops))
     }
 
     /// The flush loop. Returns once `stop` is set and the batch in flight is settled.

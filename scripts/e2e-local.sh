@@ -5,7 +5,7 @@ set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-export REDIS_PORT=$(port) PG_PORT=$(port) API_PORT=$(port) WORKER_PORT=$(port)
+export REDIS_PORT=$(port) PG_PORT=$(port) API_PORT=$(port) WORKER_PORT=$(port) PROM_PORT=$(port)
 export WBC_DATA_DIR=$(mktemp -d /tmp/wbc-e2e-XXXXXX) PROFILE=${PROFILE:-dev}
 chmod 755 "$WBC_DATA_DIR"
 A=http://127.0.0.1:$API_PORT
@@ -80,6 +80,13 @@ for base in "$A" "http://127.0.0.1:$WORKER_PORT"; do
   check "$base/readyz" test "$(curl -s "$base/readyz" | json 'd["ready"]')" = True
   check "$base/metrics is Prometheus text" bash -c "curl -s '$base/metrics' | grep -q '^# TYPE wbc_queue_dirty_keys gauge'"
 done
+
+# Prometheus scrapes the API and the worker, with the alert rules loaded.
+prom_up() { curl -s "127.0.0.1:$PROM_PORT/api/v1/query?query=sum(up)" | json 'd["data"]["result"][0]["value"][1]' 2>/dev/null; }
+for _ in $(seq 1 60); do [ "$(prom_up)" = 2 ] && break; sleep 0.5; done
+check "Prometheus scrapes the API and the worker" test "$(prom_up)" = 2
+check "Prometheus loaded the alert rules" test "$(curl -s "127.0.0.1:$PROM_PORT/api/v1/rules" | \
+  json 'len(d["data"]["groups"][0]["rules"])')" = 6
 
 # Write-through, selected either way, answers from the database with the row already committed.
 bin=${CARGO_TARGET_DIR:-$root/target}/debug

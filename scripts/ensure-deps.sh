@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure redis-server and the PostgreSQL server binaries exist; installs them with apt where it can.
+# Makes sure redis-server, the PostgreSQL server binaries and Prometheus (with promtool) exist;
+# installs them with apt where it can.
 set -euo pipefail
 
 pg_bindir() {
@@ -14,6 +15,7 @@ pg_bindir() {
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -n "$(pg_bindir)" ] || missing+=(postgresql-15)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
@@ -23,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     # Debian starts the packaged services where it can; ours run on their own ports and directories.
   else
-    echo "Missing: ${missing[*]}. Install Redis (redis-server) and the PostgreSQL 15 server, then retry." >&2
+    echo "Missing: ${missing[*]}. Install Redis (redis-server), the PostgreSQL 15 server and Prometheus (prometheus, promtool), then retry." >&2
     exit 1
   fi
 fi

@@ -8,13 +8,14 @@ REDIS_PORT=${REDIS_PORT:-6379}
 PG_PORT=${PG_PORT:-5432}
 API_PORT=${API_PORT:-8000}
 WORKER_PORT=${WORKER_PORT:-8001}
+PROM_PORT=${PROM_PORT:-9090}
 # Redis AOF fsync policy: always (no acknowledged write lost on a Redis crash), everysec (up to ~1 s), no.
 REDIS_APPENDFSYNC=${REDIS_APPENDFSYNC:-always}
 DATA_DIR=${WBC_DATA_DIR:-$root/.data}
 PROFILE=${PROFILE:-release}
 target=${CARGO_TARGET_DIR:-$root/target}
 
-for var in REDIS_PORT PG_PORT API_PORT WORKER_PORT; do
+for var in REDIS_PORT PG_PORT API_PORT WORKER_PORT PROM_PORT; do
   val=${!var}
   if ! [[ $val =~ ^[0-9]+$ ]] || [ "$val" -lt 1 ] || [ "$val" -gt 65535 ]; then
     echo "$var: '$val' is not a port number (1-65535)" >&2; exit 2
@@ -90,11 +91,27 @@ METRICS_ADDR="127.0.0.1:$WORKER_PORT" "$bin/wbc-worker" &
 pids+=($!)
 wait_port "$WORKER_PORT" wbc-worker
 
+mkdir -p "$DATA_DIR/prometheus"
+cat >"$DATA_DIR/prometheus/prometheus.yml" <<YAML
+global: {scrape_interval: 5s, evaluation_interval: 5s}
+rule_files: ['$root/observability/prometheus/alerts.yaml']
+scrape_configs:
+  - job_name: wbc-api
+    static_configs: [{targets: ['127.0.0.1:$API_PORT']}]
+  - job_name: wbc-worker
+    static_configs: [{targets: ['127.0.0.1:$WORKER_PORT']}]
+YAML
+prometheus --config.file="$DATA_DIR/prometheus/prometheus.yml" --storage.tsdb.path="$DATA_DIR/prometheus/data" \
+  --web.listen-address="127.0.0.1:$PROM_PORT" >"$DATA_DIR/prometheus.log" 2>&1 &
+pids+=($!)
+wait_port "$PROM_PORT" prometheus
+
 cat <<INFO
 
 wbc is running (Ctrl-C stops it):
   API          http://127.0.0.1:$API_PORT   (try: curl http://127.0.0.1:$API_PORT/products/seed-001)
   worker       http://127.0.0.1:$WORKER_PORT/metrics
+  Prometheus   http://127.0.0.1:$PROM_PORT   (alerts: /alerts; dashboard JSON: observability/grafana/wbc.json)
   Redis        $REDIS_URL   (appendfsync $REDIS_APPENDFSYNC)
   PostgreSQL   $DATABASE_URL
   data         $DATA_DIR

@@ -65,6 +65,7 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     let registry = prometheus::Registry::new();
     let metrics = ApiMetrics::register(&registry)?;
     metrics.mode_info.with_label_values(&[mode_label(pipeline.mode)]).set(1);
+    metrics.queue_capacity.set(pipeline.queue_capacity.min(i64::MAX as u64) as i64);
     let queue = ops::QueueGauges::register(&registry)?;
     let redis = Store::connect(&store.redis_url).await?;
     let pool = db::connect(&store.database_url, store.database_max_connections).await?;

@@ -6,7 +6,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::AppState;
 
@@ -20,6 +20,7 @@ pub struct ApiMetrics {
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub mode_info: IntGaugeVec,
+    pub queue_capacity: IntGauge,
 }
 
 impl ApiMetrics {
@@ -45,6 +46,7 @@ impl ApiMetrics {
             cache_hits: IntCounter::new("wbc_cache_hits_total", "Reads answered from Redis")?,
             cache_misses: IntCounter::new("wbc_cache_misses_total", "Reads that fell back to PostgreSQL")?,
             mode_info: IntGaugeVec::new(Opts::new("wbc_mode_info", "The write mode in effect (1)"), &["mode"])?,
+            queue_capacity: IntGauge::new("wbc_queue_capacity_keys", "Most dirty keys the queue accepts")?,
         };
         registry.register(Box::new(m.request_duration.clone()))?;
         registry.register(Box::new(m.writes.clone()))?;
@@ -53,6 +55,16 @@ impl ApiMetrics {
         registry.register(Box::new(m.cache_hits.clone()))?;
         registry.register(Box::new(m.cache_misses.clone()))?;
         registry.register(Box::new(m.mode_info.clone()))?;
+        registry.register(Box::new(m.queue_capacity.clone()))?;
+        // Series exist from the start, so dashboards and alerts see zeros rather than nothing.
+        for mode in ["write-behind", "write-through"] {
+            for op in ["upsert", "delete"] {
+                m.writes.with_label_values(&[mode, op]);
+            }
+        }
+        for reason in ["validation", "overflow", "redis_down", "postgres_down"] {
+            m.writes_rejected.with_label_values(&[reason]);
+        }
         Ok(m)
     }
 }

@@ -243,6 +243,46 @@ impl Drop for PgServer {
     }
 }
 
+/// A Prometheus server of our own, with the given `scrape_configs` (YAML list items).
+pub struct PrometheusServer {
+    child: Option<Child>,
+    _dir: TempDir,
+    port: u16,
+}
+
+impl PrometheusServer {
+    pub fn start(scrape_configs: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("wbc-prometheus-").tempdir().expect("tempdir");
+        let config = dir.path().join("prometheus.yml");
+        let yaml =
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}");
+        std::fs::write(&config, yaml).expect("prometheus.yml");
+        let port = free_port();
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_service(&mut cmd, None);
+        let child = cmd.spawn().expect("prometheus runs (install the prometheus package)");
+        wait_for_port(port, "prometheus");
+        Self { child: Some(child), _dir: dir, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, Signal::SIGTERM);
+        }
+    }
+}
+
 #[derive(clap::Parser)]
 struct PipelineCli {
     #[command(flatten)]

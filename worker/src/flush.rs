@@ -62,7 +62,8 @@ impl Worker {
         if result.is_ok() {
             let flush = span.context().span().span_context().clone();
             for (id, tp) in writes {
-                let persisted = tracing::info_span!(parent: None, "persisted", otel.kind = "consumer", product.id = %id);
+                let persisted =
+                    tracing::info_span!(parent: None, "persisted", otel.kind = "consumer", product.id = %id);
                 let _ = persisted.set_parent(context_from_traceparent(&tp));
                 persisted.add_link(flush.clone());
             }

@@ -88,6 +88,16 @@ impl WorkerMetrics {
         registry.register(Box::new(m.leases_reaped.clone()))?;
         registry.register(Box::new(m.values_missing.clone()))?;
         registry.register(Box::new(m.data_loss_detected.clone()))?;
+        // Series exist from the start, so dashboards and alerts see zeros rather than nothing.
+        for result in ["ok", "error"] {
+            m.batches.with_label_values(&[result]);
+        }
+        for class in ["transient", "permanent"] {
+            m.retries.with_label_values(&[class]);
+        }
+        for outcome in ["first_try", "after_retry", "dead_lettered"] {
+            m.records.with_label_values(&[outcome]);
+        }
         Ok(m)
     }
 }

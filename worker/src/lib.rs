@@ -40,6 +40,9 @@ pub struct Args {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s",
           value_parser = wbc_core::config::duration_in(Duration::from_millis(1), Duration::from_secs(600)))]
     pub shutdown_grace: Duration,
+    /// Batches a worker flushes at once, each claimed and committed on its own.
+    #[arg(long, env = "FLUSH_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub flush_concurrency: u16,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -60,26 +63,29 @@ pub struct Worker {
     /// Keys whose last flush failed transiently, to tell first-try successes from retries.
     retried: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Spans are exported, so flushes link to the writes they persist.
-    trace_writes: bool,
+    pub trace_writes: bool,
+    /// Flush loops running side by side.
+    pub flush_concurrency: u16,
 }
 
 impl Args {
     /// Runs until Ctrl-C or SIGTERM, then finishes or hands back the batch in flight.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { metrics_addr, worker_id, shutdown_grace, store, pipeline, log } = self;
+        let Self { metrics_addr, worker_id, shutdown_grace, flush_concurrency, store, pipeline, log } = self;
         let telemetry = log.init("wbc-worker")?;
         let pipeline = pipeline.validate()?;
         let token = worker_id.unwrap_or_else(default_worker_id);
         tracing::info!(?pipeline, %token, "starting wbc-worker");
         let (mut worker, ops) = Worker::connect(&store, pipeline, token, shutdown_grace).await?;
         worker.trace_writes = telemetry.exporting();
+        worker.flush_concurrency = flush_concurrency;
         let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "serving metrics");
         let (stop_tx, stop_rx) = watch::channel(false);
         let server = tokio::spawn(
             axum::serve(listener, ops::router(ops)).with_graceful_shutdown(wait_for(stop_rx.clone())).into_future(),
         );
-        let flusher = tokio::spawn(async move { worker.run(stop_rx).await });
+        let flusher = tokio::spawn(Arc::new(worker).run(stop_rx));
         wbc_core::telemetry::shutdown_signal().await;
         tracing::info!("shutting down");
         stop_tx.send_replace(true);
@@ -115,22 +121,52 @@ impl Worker {
         db::migrate(&pool).await?;
         let ops = Arc::new(ops::Ops { registry, queue, store: redis.clone(), pool: pool.clone() });
         let retried = Default::default();
-        Ok((Self { store: redis, pool, pipeline, metrics, token, shutdown_grace, retried, trace_writes: false }, ops))
+        let worker = Self {
+            store: redis,
+            pool,
+            pipeline,
+            metrics,
+            token,
+            shutdown_grace,
+            retried,
+            trace_writes: false,
+            flush_concurrency: 1,
+        };
+        Ok((worker, ops))
     }
 
-    /// The flush loop. Returns once `stop` is set and the batch in flight is settled.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
-        let idle = (self.pipeline.flush_interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+    /// Runs the flush loops and housekeeping. Returns once `stop` is set and every batch in
+    /// flight is settled.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.clone().housekeeping_loop(stop.clone()));
+        for _ in 0..self.flush_concurrency.max(1) {
+            tasks.spawn(self.clone().flush_loop(stop.clone()));
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("worker task panicked");
+        }
+        Ok(())
+    }
+
+    async fn housekeeping_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut known_epoch = None;
-        let mut last_housekeeping = 0;
+        while !*stop.borrow() {
+            if let Err(e) = self.housekeeping(&mut known_epoch).await {
+                tracing::warn!(error = %e, "housekeeping failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Claims and flushes batches until `stop`, backing off after failures.
+    async fn flush_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let idle = (self.pipeline.flush_interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
         let mut failures: u32 = 0;
         while !*stop.borrow() {
-            if now_ms().saturating_sub(last_housekeeping) >= 1000 {
-                last_housekeeping = now_ms();
-                if let Err(e) = self.housekeeping(&mut known_epoch).await {
-                    tracing::warn!(error = %e, "housekeeping failed");
-                }
-            }
             let pause = match self.round(&stop).await {
                 Ok(true) => {
                     failures = 0;
@@ -151,7 +187,6 @@ impl Worker {
                 _ = stop.changed() => {}
             }
         }
-        Ok(())
     }
 
     /// Claims and flushes one batch. True when a full batch was flushed (more may be due).

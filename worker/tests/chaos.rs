@@ -1,0 +1,521 @@
+//! The chaos suite: a mixed write load over HTTP while workers, the API, PostgreSQL and Redis are
+//! killed and restarted; afterwards every acknowledged write must be in PostgreSQL or dead-lettered.
+//! Sized by CHAOS_DURATION_SECS, CHAOS_WORKERS, CHAOS_KEYS, CHAOS_WRITERS (`make chaos DURATION=60 …`).
+//! It runs the `wbc-api` binary, which `cargo test -p wbc-worker` does not rebuild; `make chaos` does.
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{metric_value, wait_until};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use wbc_core::{
+    store::keys,
+    testkit::{PgServer, RedisServer, free_port},
+};
+
+const HOT_KEYS: usize = 8;
+const MAX_WRITES_PER_WRITER: u64 = 10_000_000;
+const WRITER_LIMIT: Duration = Duration::from_secs(3600);
+const PG_OUTAGE: Duration = Duration::from_secs(3);
+const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
+/// What one write carried: name, price and quantity, or `None` for a delete.
+type Fields = Option<(String, f64, i64)>;
+/// A PostgreSQL row: name, price, quantity, version, deleted.
+type Row = (String, f64, i32, i64, bool);
+
+struct Size {
+    duration: Duration,
+    workers: usize,
+    keys: usize,
+    writers: usize,
+    seed: u64,
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")),
+        _ => default,
+    }
+}
+
+impl Size {
+    fn from_env() -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        Self {
+            duration: Duration::from_secs(env_num("CHAOS_DURATION_SECS", 20).max(1)),
+            // One worker must survive each worker kill.
+            workers: env_num("CHAOS_WORKERS", 2).max(2) as usize,
+            keys: env_num("CHAOS_KEYS", 200).max(1) as usize,
+            writers: env_num("CHAOS_WRITERS", 8).max(1) as usize,
+            seed: env_num("CHAOS_SEED", now.as_secs()),
+        }
+    }
+}
+
+/// A process that can be `kill -9`ed and started again with the same environment and port.
+struct Proc {
+    exe: PathBuf,
+    env: Vec<(String, String)>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Proc {
+    /// Call from the test's own thread only: the child dies with the thread that spawned it.
+    fn start(&mut self) {
+        let mut cmd = Command::new(&self.exe);
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(self.env.iter().cloned());
+        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        // SAFETY: only an async-signal-safe prctl runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| Ok(nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?));
+        }
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("{} does not start: {e}", self.exe.display())));
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn assert_running(&mut self) {
+        let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        assert!(status.is_none(), "{} (port {}) exited on its own: {status:?}", self.exe.display(), self.port);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Per key: the highest acknowledged version with its fields, and failed writes that may still
+/// have been applied (the API can die after Redis ran the write script).
+#[derive(Default)]
+struct KeyLog {
+    acked: Option<(i64, Fields)>,
+    unsure: Vec<Fields>,
+}
+
+#[derive(Default)]
+struct Ledger {
+    keys: Mutex<HashMap<String, KeyLog>>,
+    acked: AtomicU64,
+    failed: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Ledger {
+    fn ack(&self, id: &str, version: i64, fields: Fields) {
+        self.acked.fetch_add(1, Relaxed);
+        let mut keys = self.keys.lock().unwrap();
+        let log = keys.entry(id.to_owned()).or_default();
+        if log.acked.as_ref().is_none_or(|(v, _)| version > *v) {
+            log.acked = Some((version, fields));
+        }
+    }
+
+    fn fail(&self, id: Option<&str>, fields: Fields, reason: String) {
+        *self.failed.lock().unwrap().entry(reason).or_default() += 1;
+        if let Some(id) = id {
+            self.keys.lock().unwrap().entry(id.to_owned()).or_default().unsure.push(fields);
+        }
+    }
+}
+
+fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder().timeout(timeout).build().unwrap()
+}
+
+/// Sends a create (no id), a replace or a delete (no fields), and records the outcome.
+async fn write(http: &reqwest::Client, api: &str, id: Option<&str>, fields: Fields, ledger: &Ledger) -> bool {
+    let body =
+        |(name, price, quantity): &(String, f64, i64)| json!({"name": name, "price": price, "quantity": quantity});
+    let request = match (id, &fields) {
+        (None, Some(f)) => http.post(format!("{api}/products")).json(&body(f)),
+        (Some(id), Some(f)) => http.put(format!("{api}/products/{id}")).json(&body(f)),
+        (Some(id), None) => http.delete(format!("{api}/products/{id}")),
+        (None, None) => unreachable!("a delete names its key"),
+    };
+    let answer = match request.send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|_| "unreadable 2xx body".to_owned()),
+        Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => Err("timeout".to_owned()),
+        Err(_) => Err("connection error".to_owned()),
+    };
+    let acked = answer.as_ref().ok().and_then(|v| Some((v["id"].as_str()?.to_owned(), v["version"].as_i64()?)));
+    match acked {
+        Some((acked_id, version)) => {
+            assert!(id.is_none_or(|id| id == acked_id), "asked for {id:?}, answered {acked_id}");
+            ledger.ack(&acked_id, version, fields);
+            true
+        }
+        None => {
+            ledger.fail(id, fields, answer.err().unwrap_or_else(|| "2xx without id or version".into()));
+            false
+        }
+    }
+}
+
+/// Creates, updates of a few hot keys, updates of any key and deletes; every value is unique.
+fn next_write(rng: &mut StdRng, writer: usize, seq: u64, keys: usize) -> (Option<String>, Fields) {
+    let fields = Some((format!("w{writer}-{seq}"), (seq % 100_000) as f64 / 100.0, seq as i64));
+    let any = format!("k-{}", rng.random_range(0..keys));
+    match rng.random_range(0..100) {
+        0..10 => (None, fields),
+        10..50 => (Some(format!("k-{}", rng.random_range(0..keys.min(HOT_KEYS)))), fields),
+        50..85 => (Some(any), fields),
+        _ => (Some(any), None),
+    }
+}
+
+/// One writer of the load: writes until told to stop, pausing briefly after each failure.
+async fn writer(w: usize, keys: usize, mut rng: StdRng, api: String, ledger: Arc<Ledger>, stop: Arc<AtomicBool>) {
+    let (http, deadline) = (client(Duration::from_secs(10)), Instant::now() + WRITER_LIMIT);
+    for seq in 0..MAX_WRITES_PER_WRITER {
+        if stop.load(Relaxed) || Instant::now() > deadline {
+            break;
+        }
+        let (id, fields) = next_write(&mut rng, w, seq, keys);
+        if !write(&http, &api, id.as_deref(), fields, &ledger).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Time from the repair of a fault until the system served again, and until it persisted again.
+type Recovery = (Duration, Duration);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    WorkerKill,
+    ApiRestart,
+    PostgresOutage,
+    RedisRestart,
+}
+
+/// Redis with AOF fsynced per write, PostgreSQL, the API and the workers as processes.
+struct Chaos {
+    redis: RedisServer,
+    pg: PgServer,
+    api: Proc,
+    workers: Vec<Proc>,
+    http: reqwest::Client,
+    probes: u64,
+    /// `wbc_worker_rows_stale_total` of killed workers, scraped just before each kill.
+    stale_of_killed: f64,
+    /// Worker kills that left claimed keys stranded under the dead worker's leases.
+    kills_mid_flush: usize,
+}
+
+impl Chaos {
+    fn start(workers: usize) -> Self {
+        let worker_exe = PathBuf::from(env!("CARGO_BIN_EXE_wbc-worker"));
+        let api_exe = Path::new(&worker_exe).with_file_name("wbc-api");
+        assert!(api_exe.exists(), "{} is missing: run `cargo build -p wbc-api` first", api_exe.display());
+        let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+        let pg = PgServer::start();
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
+        let shared = [("REDIS_URL", redis.url()), ("DATABASE_URL", pg.url()), ("RUST_LOG", log)];
+        // Short leases and retry delays, so that the system recovers within the run.
+        let tuning = [("FLUSH_INTERVAL", "50ms"), ("LEASE_TIMEOUT", "1s"), ("RETRY_MAX_DELAY", "1s")];
+        let env = |extra: &[(&str, String)]| -> Vec<(String, String)> {
+            let tuning = tuning.iter().map(|(k, v)| (*k, v.to_string()));
+            shared.iter().cloned().chain(tuning).chain(extra.iter().cloned()).map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        let port = free_port();
+        let api = Proc { exe: api_exe, port, child: None, env: env(&[("LISTEN_ADDR", format!("127.0.0.1:{port}"))]) };
+        let workers = (0..workers).map(|i| {
+            let (port, id) = (free_port(), format!("chaos-w{i}"));
+            let env = env(&[("METRICS_ADDR", format!("127.0.0.1:{port}")), ("WORKER_ID", id)]);
+            Proc { exe: worker_exe.clone(), port, child: None, env }
+        });
+        let (http, workers) = (client(Duration::from_secs(5)), workers.collect());
+        let mut chaos = Self { redis, pg, api, workers, http, probes: 0, stale_of_killed: 0.0, kills_mid_flush: 0 };
+        chaos.api.start();
+        chaos.workers.iter_mut().for_each(Proc::start);
+        chaos
+    }
+
+    /// Whether `worker` holds leases within `within`; polled tightly, as a flush takes milliseconds.
+    async fn holding_leases(&self, worker: &str, within: Duration) -> bool {
+        let client = redis::Client::open(self.redis.url()).unwrap();
+        let Ok(mut redis) = client.get_multiplexed_async_connection().await else { return false };
+        let deadline = Instant::now() + within;
+        loop {
+            let holders: Vec<String> = redis.hvals(keys::LEASES).await.unwrap_or_default();
+            if holders.iter().any(|h| h == worker) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn ready(&self, proc: &Proc) -> bool {
+        self.http.get(proc.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Waits until every process is ready and a probe write through the API is acknowledged.
+    async fn serving(&mut self, ledger: &Ledger) {
+        let deadline = Instant::now() + RECOVERY_LIMIT;
+        loop {
+            self.api.assert_running();
+            self.workers.iter_mut().for_each(Proc::assert_running);
+            let mut ready = self.ready(&self.api).await;
+            for w in &self.workers {
+                ready = ready && self.ready(w).await;
+            }
+            if ready {
+                self.probes += 1;
+                let fields = Some((format!("probe-{}", self.probes), 1.0, self.probes as i64));
+                if write(&self.http, &self.api.url(""), Some("probe"), fields, ledger).await {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the system did not recover within {RECOVERY_LIMIT:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every write acknowledged before `since` is persisted: the backlog of the fault
+    /// is flushed and the leases of a killed worker are reaped.
+    async fn caught_up(&self, since: Instant) {
+        let caught_up = wait_until(RECOVERY_LIMIT, || async {
+            let age = self.queue().await["oldest_unpersisted_age_ms"].clone();
+            (age.is_null() || age.as_u64().is_some_and(|ms| ms < since.elapsed().as_millis() as u64)).then_some(())
+        })
+        .await;
+        assert!(caught_up.is_some(), "persistence did not catch up within {RECOVERY_LIMIT:?}: {}", self.queue().await);
+    }
+
+    /// Injects one fault and repairs it; returns the times from the repair until the system
+    /// serves again and until persistence has caught up.
+    async fn inject(&mut self, fault: Fault, rng: &mut StdRng, ledger: &Ledger) -> Recovery {
+        let w = rng.random_range(0..self.workers.len());
+        match fault {
+            Fault::WorkerKill => {
+                // Its counters die with it.
+                self.stale_of_killed += stale_rows(&self.http, &self.workers[w]).await;
+                let id = format!("chaos-w{w}");
+                self.holding_leases(&id, Duration::from_secs(2)).await;
+                self.workers[w].kill9();
+                self.kills_mid_flush += self.holding_leases(&id, Duration::ZERO).await as usize;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Fault::ApiRestart => self.api.kill9(),
+            Fault::PostgresOutage => {
+                self.pg.stop();
+                tokio::time::sleep(PG_OUTAGE).await;
+            }
+            Fault::RedisRestart => self.redis.kill9(),
+        }
+        let repaired = Instant::now();
+        match fault {
+            Fault::WorkerKill => self.workers[w].start(),
+            Fault::ApiRestart => self.api.start(),
+            Fault::PostgresOutage => self.pg.restart(),
+            Fault::RedisRestart => self.redis.restart(),
+        }
+        self.serving(ledger).await;
+        let serving = repaired.elapsed();
+        self.caught_up(repaired).await;
+        (serving, repaired.elapsed())
+    }
+
+    /// Every kind at least once, then shuffled rounds of all kinds until the duration is over.
+    async fn inject_faults(&mut self, size: &Size, ledger: &Ledger) -> Vec<(Fault, Recovery)> {
+        let mut rng = StdRng::seed_from_u64(size.seed);
+        let all = [Fault::WorkerKill, Fault::ApiRestart, Fault::PostgresOutage, Fault::RedisRestart];
+        let (start, mut order, mut done) = (Instant::now(), Vec::new(), Vec::new());
+        while (done.len() < all.len() || start.elapsed() < size.duration) && done.len() < 10_000 {
+            if order.is_empty() {
+                order = all.to_vec();
+                order.shuffle(&mut rng);
+            }
+            tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
+            let fault = order.pop().unwrap();
+            let recovery = self.inject(fault, &mut rng, ledger).await;
+            let (at, (serving, caught_up)) = (start.elapsed().as_secs_f64(), recovery);
+            println!("chaos: {at:>6.1}s {fault:?}: serving after {serving:.2?}, caught up after {caught_up:.2?}");
+            done.push((fault, recovery));
+        }
+        done
+    }
+
+    async fn queue(&self) -> Value {
+        let Ok(r) = self.http.get(self.api.url("/admin/queue")).send().await else { return Value::Null };
+        r.json().await.unwrap_or_default()
+    }
+
+    async fn drained(&self) -> Duration {
+        let start = Instant::now();
+        let drained = wait_until(DRAIN_LIMIT, || async {
+            let q = self.queue().await;
+            (q["queue_size"] == 0 && q["in_flight"] == 0).then_some(())
+        })
+        .await;
+        assert!(drained.is_some(), "queue did not drain within {DRAIN_LIMIT:?}: {}", self.queue().await);
+        start.elapsed()
+    }
+}
+
+async fn stale_rows(http: &reqwest::Client, worker: &Proc) -> f64 {
+    let Ok(r) = http.get(worker.url("/metrics")).send().await else { return 0.0 };
+    metric_value(&r.text().await.unwrap_or_default(), "wbc_worker_rows_stale_total").unwrap_or(0.0)
+}
+
+#[derive(Default)]
+struct Verdict {
+    drain: Duration,
+    duplicates: f64,
+    data_loss_at: Value,
+    checked: usize,
+    lost: Vec<String>,
+    corrupt: Vec<String>,
+    in_dead_letters: usize,
+    unacked_applied: usize,
+    dead_letters: usize,
+}
+
+fn holds(row: &Row, fields: &Fields) -> bool {
+    match fields {
+        None => row.4,
+        Some((name, price, quantity)) => {
+            !row.4 && row.0 == *name && (row.1 - price).abs() < 0.005 && i64::from(row.2) == *quantity
+        }
+    }
+}
+
+/// Sorts one acknowledged key into ok, lost, corrupt, dead-lettered or overwritten by an unacked write.
+fn judge(v: &mut Verdict, id: &str, log: &KeyLog, row: Option<&Row>, dlq: &HashMap<String, Vec<i64>>) {
+    let Some((version, fields)) = &log.acked else { return };
+    v.checked += 1;
+    match row {
+        Some(r) if r.3 == *version && holds(r, fields) => {}
+        Some(r) if r.3 == *version => v.corrupt.push(format!("{id}: acked v{version} {fields:?}, row {r:?}")),
+        Some(r) if r.3 > *version && log.unsure.iter().any(|f| holds(r, f)) => v.unacked_applied += 1,
+        Some(r) if r.3 > *version => v.corrupt.push(format!("{id}: acked v{version}, newer row of no write {r:?}")),
+        _ if dlq.get(id).is_some_and(|vs| vs.iter().any(|dv| dv >= version)) => v.in_dead_letters += 1,
+        _ => v.lost.push(format!("{id}: acked v{version} {fields:?}, row {row:?}")),
+    }
+}
+
+async fn verify(chaos: &Chaos, ledger: &Ledger) -> Verdict {
+    let pool = sqlx::PgPool::connect(&chaos.pg.url()).await.expect("postgres");
+    let rows: Vec<(String, String, f64, i32, i64, bool)> =
+        sqlx::query_as("SELECT id, name, price::float8, quantity, version, deleted FROM products")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let rows: HashMap<String, Row> = rows.into_iter().map(|(id, n, p, q, v, d)| (id, (n, p, q, v, d))).collect();
+    let mut redis = redis::Client::open(chaos.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let raw: Vec<String> = redis.lrange(keys::DEAD_LETTERS, 0, -1).await.unwrap();
+    let mut dlq: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in &raw {
+        let d: Value = serde_json::from_str(r).unwrap_or_else(|e| panic!("dead letter is not JSON ({e}): {r}"));
+        let (Some(id), Some(version), true) = (d["id"].as_str(), d["version"].as_i64(), d["error"].is_string()) else {
+            panic!("a dead letter lacks id, version or error: {r}");
+        };
+        dlq.entry(id.to_owned()).or_default().push(version);
+    }
+    let mut v = Verdict { dead_letters: raw.len(), ..Verdict::default() };
+    for (id, log) in ledger.keys.lock().unwrap().iter() {
+        judge(&mut v, id, log, rows.get(id), &dlq);
+    }
+    v
+}
+
+fn summary(size: &Size, load: Duration, ledger: &Ledger, faults: &[(Fault, Recovery)], v: &Verdict, mid_flush: usize) {
+    let failed = ledger.failed.lock().unwrap();
+    let mut by_kind: BTreeMap<Fault, Vec<Recovery>> = BTreeMap::new();
+    faults.iter().for_each(|(f, r)| by_kind.entry(*f).or_default().push(*r));
+    let max_avg = |ds: Vec<Duration>| {
+        let avg = ds.iter().sum::<Duration>().as_secs_f64() / ds.len() as f64;
+        format!("{:.2}/{avg:.2} s", ds.iter().max().unwrap().as_secs_f64())
+    };
+    println!("\n=== chaos summary (seed {}) ===", size.seed);
+    println!("{:<34} {:.1} s", "duration of load", load.as_secs_f64());
+    println!("{:<34} {} writers, {} workers, {} keys", "size", size.writers, size.workers, size.keys);
+    println!("{:<34} {}", "writes acknowledged", ledger.acked.load(Relaxed));
+    println!("{:<34} {} {failed:?}", "writes failed (not acknowledged)", failed.values().sum::<u64>());
+    for (kind, rs) in &by_kind {
+        let (serving, caught_up) =
+            (max_avg(rs.iter().map(|r| r.0).collect()), max_avg(rs.iter().map(|r| r.1).collect()));
+        let kind = format!("fault {kind:?}");
+        println!("{kind:<34} {:>3} injected, serving max/avg {serving}, caught up max/avg {caught_up}", rs.len());
+    }
+    println!("{:<34} {mid_flush}", "worker kills with keys in flight");
+    println!("{:<34} {}", "keys checked", v.checked);
+    println!("{:<34} {}", "lost", v.lost.len());
+    println!("{:<34} {}", "older-over-newer/corrupt", v.corrupt.len());
+    println!("{:<34} {} ({} acked keys resolved there)", "dead letters", v.dead_letters, v.in_dead_letters);
+    println!("{:<34} {}", "newer unacknowledged write applied", v.unacked_applied);
+    println!("{:<34} {} (wbc_worker_rows_stale_total)", "duplicates written", v.duplicates);
+    println!("{:<34} {:.2} s", "drain after the load", v.drain.as_secs_f64());
+    println!("{:<34} {}", "Redis data loss reported at (ms)", v.data_loss_at);
+    println!("(recovery, from the restart: serving = every /readyz 200 and a probe write acknowledged;");
+    println!(" caught up = every write acknowledged before the restart is in PostgreSQL)\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_of_kills_and_restarts_loses_no_acknowledged_write() {
+    let size = Size::from_env();
+    // Blocking restarts run on this thread, never on a runtime worker: the servers die with the
+    // thread that started them, and the writers must keep running meanwhile.
+    let mut chaos = Chaos::start(size.workers);
+    let ledger = Arc::new(Ledger::default());
+    chaos.serving(&ledger).await;
+    let (stop, started) = (Arc::new(AtomicBool::new(false)), Instant::now());
+    let writers: Vec<_> = (0..size.writers)
+        .map(|w| {
+            let rng = StdRng::seed_from_u64(size.seed.wrapping_add(w as u64));
+            tokio::spawn(writer(w, size.keys, rng, chaos.api.url(""), ledger.clone(), stop.clone()))
+        })
+        .collect();
+    let faults = chaos.inject_faults(&size, &ledger).await;
+    stop.store(true, Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let load = started.elapsed();
+    chaos.serving(&ledger).await;
+    let drain = chaos.drained().await;
+    let mut verdict = verify(&chaos, &ledger).await;
+    (verdict.drain, verdict.duplicates) = (drain, chaos.stale_of_killed);
+    for w in &chaos.workers {
+        verdict.duplicates += stale_rows(&chaos.http, w).await;
+    }
+    verdict.data_loss_at = chaos.queue().await["last_data_loss_at_ms"].clone();
+    summary(&size, load, &ledger, &faults, &verdict, chaos.kills_mid_flush);
+    assert!(verdict.lost.is_empty(), "lost acknowledged writes: {:#?}", &verdict.lost[..verdict.lost.len().min(20)]);
+    assert!(verdict.corrupt.is_empty(), "corrupt or older-over-newer: {:#?}", verdict.corrupt);
+    assert!(ledger.acked.load(Relaxed) > 0, "no write was acknowledged");
+    for kind in [Fault::WorkerKill, Fault::ApiRestart, Fault::PostgresOutage, Fault::RedisRestart] {
+        assert!(faults.iter().any(|(f, _)| *f == kind), "no {kind:?} was injected");
+    }
+    let refused = ledger.failed.lock().unwrap().keys().filter(|r| r.starts_with("HTTP 4") && *r != "HTTP 408").count();
+    assert_eq!(refused, 0, "the API refused writes as invalid: the load is broken");
+}

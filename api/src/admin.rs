@@ -8,7 +8,10 @@ use axum::{
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
-use wbc_core::{DeadLetter, Pipeline, QueueStats, product, replay, store::Replayed};
+use wbc_core::{
+    DeadLetter, Pipeline, QueueStats, product,
+    store::{Replayed, replay},
+};
 
 use crate::{ApiError, AppState, Result};
 
@@ -76,7 +79,7 @@ async fn replay_dead_letters(State(state): State<AppState>, body: Bytes) -> Resu
     if let Some(id) = &request.id {
         product::validate_id(id)?;
     }
-    let done = replay::replay(&state.store, &state.pool, request.id.as_deref()).await?;
+    let done = replay(&state.store, &state.pool, request.id.as_deref()).await?;
     tracing::info!(queued = done.queued, superseded = done.superseded, "dead letters replayed");
     Ok(Json(done))
 }

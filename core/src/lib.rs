@@ -4,7 +4,6 @@ pub mod db;
 mod error;
 pub mod ops;
 pub mod product;
-pub mod replay;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

@@ -23,7 +23,11 @@ pub mod keys {
     }
 }
 
-const PRELUDE: &str = include_str!("scripts/version.lua");
+mod dead_letter;
+
+pub use dead_letter::{DeadLetter, Replayed, replay};
+
+const PRELUDE: &str = include_str!("../scripts/version.lua");
 
 struct Scripts {
     write: Script,
@@ -40,14 +44,14 @@ impl Scripts {
     fn load() -> Self {
         let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Self {
-            write: with_prelude(include_str!("scripts/write.lua")),
-            reserve: with_prelude(include_str!("scripts/reserve.lua")),
-            set_clean: Script::new(include_str!("scripts/set_clean.lua")),
-            claim: Script::new(include_str!("scripts/claim.lua")),
-            ack: Script::new(include_str!("scripts/ack.lua")),
-            release: Script::new(include_str!("scripts/release.lua")),
-            dead_letter: Script::new(include_str!("scripts/dead_letter.lua")),
-            replay: with_prelude(include_str!("scripts/replay.lua")),
+            write: with_prelude(include_str!("../scripts/write.lua")),
+            reserve: with_prelude(include_str!("../scripts/reserve.lua")),
+            set_clean: Script::new(include_str!("../scripts/set_clean.lua")),
+            claim: Script::new(include_str!("../scripts/claim.lua")),
+            ack: Script::new(include_str!("../scripts/ack.lua")),
+            release: Script::new(include_str!("../scripts/release.lua")),
+            dead_letter: Script::new(include_str!("../scripts/dead_letter.lua")),
+            replay: with_prelude(include_str!("../scripts/replay.lua")),
         }
     }
 }
@@ -94,29 +98,6 @@ pub struct Settled {
     pub version: i64,
     /// PostgreSQL already held this version or a newer one, so the cached value is dropped.
     pub stale: bool,
-}
-
-/// A record that kept failing, parked in the dead-letter list.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct DeadLetter {
-    pub id: String,
-    pub version: i64,
-    pub deleted: bool,
-    /// The product fields; absent for a tombstone.
-    pub value: Option<ProductInput>,
-    /// The last error, as PostgreSQL reported it.
-    pub error: String,
-    pub attempts: u32,
-    pub failed_at_ms: u64,
-}
-
-/// What a replay of dead letters did.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct Replayed {
-    /// Records queued again.
-    pub queued: u64,
-    /// Records dropped because a newer version of the key exists.
-    pub superseded: u64,
 }
 
 /// Handle to the Redis cache and queue; cheap to clone.
@@ -299,67 +280,6 @@ impl Store {
             inv.arg(id);
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
-    }
-
-    /// Parks a failing record in the dead-letter list and ends its lease; false if the lease was lost.
-    pub async fn dead_letter(&self, token: &str, letter: &DeadLetter) -> Result<bool> {
-        let parked: i64 = self
-            .scripts
-            .dead_letter
-            .key(keys::IN_FLIGHT)
-            .key(keys::IN_FLIGHT_SINCE)
-            .key(keys::LEASES)
-            .key(keys::DEAD_LETTERS)
-            .arg(token)
-            .arg(&letter.id)
-            .arg(serde_json::to_string(letter).expect("dead letter serializes"))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(parked == 1)
-    }
-
-    /// Dead letters, newest first (all of them for `None`), with the text each is stored as.
-    pub async fn dead_letters(&self, limit: Option<usize>) -> Result<Vec<(String, DeadLetter)>> {
-        let stop = limit.map_or(-1, |l| l.min(isize::MAX as usize) as isize - 1);
-        let raw: Vec<String> = self.conn.clone().lrange(keys::DEAD_LETTERS, 0, stop).await?;
-        raw.into_iter()
-            .map(|r| {
-                let letter = serde_json::from_str(&r)
-                    .map_err(|e| Error::Corrupt { key: keys::DEAD_LETTERS.into(), reason: e.to_string() })?;
-                Ok((r, letter))
-            })
-            .collect()
-    }
-
-    /// Takes one dead letter off the list: queued again unless Redis holds a newer version.
-    /// Returns `Some(true)` when queued, `Some(false)` when superseded, `None` when already gone.
-    pub async fn requeue(&self, raw: &str, letter: &DeadLetter) -> Result<Option<bool>> {
-        let (data, deleted) = encode(letter.value.as_ref().filter(|_| !letter.deleted));
-        let outcome: i64 = self
-            .scripts
-            .replay
-            .key(keys::product(&letter.id))
-            .key(keys::DIRTY)
-            .key(keys::DEAD_LETTERS)
-            .key(keys::VERSION_FLOOR)
-            .arg(&letter.id)
-            .arg(data)
-            .arg(deleted)
-            .arg(letter.version)
-            .arg(raw)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(match outcome {
-            1 => Some(true),
-            0 => Some(false),
-            _ => None,
-        })
-    }
-
-    /// Removes one dead letter without queueing it.
-    pub async fn drop_dead_letter(&self, raw: &str) -> Result<bool> {
-        let removed: i64 = self.conn.clone().lrem(keys::DEAD_LETTERS, 1, raw).await?;
-        Ok(removed == 1)
     }
 
     /// Returns keys whose lease has expired (their worker died) to the dirty set.

@@ -1,0 +1,117 @@
+//! The dead-letter list: records that kept failing, and putting them back into the queue without
+//! letting them overwrite anything newer.
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, encode, keys};
+use crate::{Error, PgPool, ProductInput, Result, db};
+
+/// A record that kept failing, parked in the dead-letter list.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub version: i64,
+    pub deleted: bool,
+    /// The product fields; absent for a tombstone.
+    pub value: Option<ProductInput>,
+    /// The last error, as PostgreSQL reported it.
+    pub error: String,
+    pub attempts: u32,
+    pub failed_at_ms: u64,
+}
+
+/// What a replay of dead letters did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Replayed {
+    /// Records queued again.
+    pub queued: u64,
+    /// Records dropped because a newer version of the key exists.
+    pub superseded: u64,
+}
+
+impl Store {
+    /// Parks a failing record in the dead-letter list and ends its lease; false if the lease was lost.
+    pub async fn dead_letter(&self, token: &str, letter: &DeadLetter) -> Result<bool> {
+        let parked: i64 = self
+            .scripts
+            .dead_letter
+            .key(keys::IN_FLIGHT)
+            .key(keys::IN_FLIGHT_SINCE)
+            .key(keys::LEASES)
+            .key(keys::DEAD_LETTERS)
+            .arg(token)
+            .arg(&letter.id)
+            .arg(serde_json::to_string(letter).expect("dead letter serializes"))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(parked == 1)
+    }
+
+    /// Dead letters, newest first (all of them for `None`), with the text each is stored as.
+    pub async fn dead_letters(&self, limit: Option<usize>) -> Result<Vec<(String, DeadLetter)>> {
+        let stop = limit.map_or(-1, |l| l.min(isize::MAX as usize) as isize - 1);
+        let raw: Vec<String> = self.conn.clone().lrange(keys::DEAD_LETTERS, 0, stop).await?;
+        raw.into_iter()
+            .map(|r| {
+                let letter = serde_json::from_str(&r)
+                    .map_err(|e| Error::Corrupt { key: keys::DEAD_LETTERS.into(), reason: e.to_string() })?;
+                Ok((r, letter))
+            })
+            .collect()
+    }
+
+    /// Takes one dead letter off the list: queued again unless Redis holds a newer version.
+    /// Returns `Some(true)` when queued, `Some(false)` when superseded, `None` when already gone.
+    pub async fn requeue(&self, raw: &str, letter: &DeadLetter) -> Result<Option<bool>> {
+        let (data, deleted) = encode(letter.value.as_ref().filter(|_| !letter.deleted));
+        let outcome: i64 = self
+            .scripts
+            .replay
+            .key(keys::product(&letter.id))
+            .key(keys::DIRTY)
+            .key(keys::DEAD_LETTERS)
+            .key(keys::VERSION_FLOOR)
+            .arg(&letter.id)
+            .arg(data)
+            .arg(deleted)
+            .arg(letter.version)
+            .arg(raw)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match outcome {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        })
+    }
+
+    /// Removes one dead letter without queueing it.
+    pub async fn drop_dead_letter(&self, raw: &str) -> Result<bool> {
+        let removed: i64 = self.conn.clone().lrem(keys::DEAD_LETTERS, 1, raw).await?;
+        Ok(removed == 1)
+    }
+}
+
+/// Replays every dead letter, or those of one key. A record older than what PostgreSQL or
+/// Redis holds for its key is dropped as superseded instead of queued.
+pub async fn replay(store: &Store, pool: &PgPool, id: Option<&str>) -> Result<Replayed> {
+    let mut done = Replayed::default();
+    for (raw, letter) in store.dead_letters(None).await? {
+        if id.is_some_and(|id| id != letter.id) {
+            continue;
+        }
+        let persisted = db::get(pool, &letter.id).await?;
+        if persisted.is_some_and(|row| row.version >= letter.version) {
+            if store.drop_dead_letter(&raw).await? {
+                done.superseded += 1;
+            }
+            continue;
+        }
+        match store.requeue(&raw, &letter).await? {
+            Some(true) => done.queued += 1,
+            Some(false) => done.superseded += 1,
+            None => {}
+        }
+    }
+    Ok(done)
+}

@@ -62,7 +62,8 @@ async fn a_trace_follows_each_write_to_the_batch_that_commits_it() {
     let telemetry = log.init("wbc-api").unwrap();
     assert!(telemetry.exporting());
     let stack = Stack::start(&[("flush-interval", "300ms")]).await;
-    let mut worker = WorkerProc::spawn(&stack, "w1", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("RUST_LOG", "info")]);
+    let mut worker =
+        WorkerProc::spawn(&stack, "w1", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("RUST_LOG", "info")]);
     worker.ready().await;
 
     // Three writes to one key, coalesced into one flush; the last continues a caller's trace.
@@ -88,19 +89,28 @@ async fn a_trace_follows_each_write_to_the_batch_that_commits_it() {
         (named(&s, "persisted").len() == 1 && named(&s, "PUT /products/{id}").len() == 3).then_some(s)
     })
     .await
-    .unwrap_or_else(|| panic!("spans missing: {:?}", spans.lock().unwrap().iter().map(|(_, s)| &s.name).collect::<Vec<_>>()));
+    .unwrap_or_else(|| {
+        panic!("spans missing: {:?}", spans.lock().unwrap().iter().map(|(_, s)| &s.name).collect::<Vec<_>>())
+    });
 
     let writes = named(&got, "queue write");
     assert_eq!(writes.len(), 3);
     let requests = named(&got, "PUT /products/{id}");
     for (_, w) in &writes {
-        assert!(requests.iter().any(|(_, r)| r.trace_id == w.trace_id && r.span_id == w.parent_span_id), "queue write without its request");
+        assert!(
+            requests.iter().any(|(_, r)| r.trace_id == w.trace_id && r.span_id == w.parent_span_id),
+            "queue write without its request"
+        );
     }
-    let last = requests.iter().find(|(_, r)| hex(&r.trace_id) == caller_trace).expect("the caller's traceparent was not continued");
+    let last = requests
+        .iter()
+        .find(|(_, r)| hex(&r.trace_id) == caller_trace)
+        .expect("the caller's traceparent was not continued");
     assert_eq!(hex(&last.1.parent_span_id), "00f067aa0ba902b7");
 
     let flushes = named(&got, "flush batch");
-    let (service, flush) = flushes.iter().find(|(_, f)| f.links.len() == 3).expect("a flush span linking the three writes");
+    let (service, flush) =
+        flushes.iter().find(|(_, f)| f.links.len() == 3).expect("a flush span linking the three writes");
     assert!(service.contains("wbc-worker"), "{service}");
     let linked: HashSet<_> = flush.links.iter().map(|l| (l.trace_id.clone(), l.span_id.clone())).collect();
     let written: HashSet<_> = writes.iter().map(|(_, w)| (w.trace_id.clone(), w.span_id.clone())).collect();

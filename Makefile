@@ -1,8 +1,9 @@
 # wbc: `make run` starts the local stack, `make test` runs every test and lint.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/wbc-target
 CARGO ?= cargo
+CHART_CRD := charts/wbc/templates/crds/writebehindcache.yaml
 
-.PHONY: run test lint fmt build deps clean chaos
+.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds
 
 run:
 	./scripts/run.sh
@@ -20,12 +21,22 @@ lint:
 	promtool check rules observability/prometheus/alerts.yaml
 	cd observability/prometheus && promtool test rules alerts_test.yaml
 
-test: deps lint
+test: deps lint k8s-apiserver
 	$(CARGO) test --workspace --all-features -- --test-threads=4
 	./scripts/e2e-local.sh
 
 fmt:
 	$(CARGO) fmt --all
+
+# kube-apiserver and etcd for the controller's tests, built once into ~/.cache/wbc-k8s (about 5 minutes
+# cold). Exit status 3 means it cannot be built on this machine: the controller's tests then say so and skip.
+k8s-apiserver:
+	./scripts/k8s-apiserver.sh build || [ $$? -eq 3 ]
+
+# Regenerates the CRD (manifests/ and the chart's copy) from the Rust types; a test fails when they drift.
+crds:
+	$(CARGO) run -q -p wbc-controller --bin crdgen > manifests/crd.yaml.tmp && mv manifests/crd.yaml.tmp manifests/crd.yaml
+	$(CARGO) run -q -p wbc-controller --bin crdgen -- --chart > $(CHART_CRD).tmp && mv $(CHART_CRD).tmp $(CHART_CRD)
 
 # Kills and restarts workers, the API, PostgreSQL and Redis under load, then checks every
 # acknowledged write. Sized by e.g. `make chaos DURATION=60 WORKERS=3 KEYS=500 WRITERS=16`;
@@ -34,6 +45,8 @@ chaos: deps
 	$(CARGO) build --all-features -p wbc-api --bin wbc-api
 	CHAOS_DURATION_SECS=$(DURATION) CHAOS_WORKERS=$(WORKERS) CHAOS_KEYS=$(KEYS) CHAOS_WRITERS=$(WRITERS) \
 		$(CARGO) test --all-features -p wbc-worker --test chaos -- --nocapture
+
+
 
 clean:
 	rm -rf .data

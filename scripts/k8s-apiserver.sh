@@ -49,9 +49,12 @@ prepare_apt() {
 fetch() {
   local A=$CACHE/apt
   [ -f "$A/fetched.stamp" ] && return
-  ( cd "$A" && { apt_private source --download-only "kubernetes=$K8S_DEB_VERSION" || apt_private source --download-only kubernetes; } )
+  local missing="cannot build: this machine's Debian release does not carry the packages (Debian 12 bookworm does)"
+  ( cd "$A" && { apt_private source --download-only "kubernetes=$K8S_DEB_VERSION" || apt_private source --download-only kubernetes; } ) \
+    || { log "$missing"; exit 3; }
   mkdir -p "$CACHE/debs" "$CACHE/root"
-  ( cd "$CACHE/debs" && apt_private download golang-1.19-go golang-1.19-src etcd-server golang-github-modern-go-reflect2-dev )
+  ( cd "$CACHE/debs" && apt_private download golang-1.19-go golang-1.19-src etcd-server golang-github-modern-go-reflect2-dev ) \
+    || { log "$missing"; exit 3; }
   for d in "$CACHE"/debs/*.deb; do dpkg-deb -x "$d" "$CACHE/root"; done
   touch "$A/fetched.stamp"
 }
@@ -97,8 +100,8 @@ build() {
   flock 9 # `make test` and a test harness may both ask for the build
   if built; then log "cached in $BIN"; return; fi
   local started=$SECONDS
-  log "building kube-apiserver v1.20.2 and etcd into $CACHE (about 5 minutes on 2 cores, once)"
   prepare_apt
+  log "building kube-apiserver v1.20.2 and etcd into $CACHE (about 5 minutes on 2 cores, once)"
   fetch
   unpack
   compile
@@ -210,7 +213,8 @@ stop() {
   stop_processes
   local watchdog
   watchdog=$(cat "$run/watchdog.pid" 2>/dev/null || true)
-  [ -n "$watchdog" ] && [ "$watchdog" != "$PPID" ] && kill "$watchdog" 2>/dev/null || true
+  # unless this is the watchdog itself (bash may exec its last command in place)
+  [ -n "$watchdog" ] && [ "$watchdog" != "$$" ] && [ "$watchdog" != "$PPID" ] && kill "$watchdog" 2>/dev/null || true
   rm -rf "$run"
   [ "$(cat "$CACHE/current" 2>/dev/null)" = "$run" ] && rm -f "$CACHE/current"
   log "stopped, removed $run"

@@ -1,0 +1,180 @@
+//! The status conditions: their types, reasons, and how the observed state maps to them.
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::Condition;
+
+/// Condition types.
+pub mod types {
+    /// The configuration of the current spec is live on every target Deployment.
+    pub const READY: &str = "Ready";
+    /// Target Deployments are rolling to a new configuration.
+    pub const PROGRESSING: &str = "Progressing";
+    /// The spec cannot be applied; the last good configuration stays in place.
+    pub const DEGRADED: &str = "Degraded";
+}
+
+/// Condition reasons.
+pub mod reasons {
+    /// Every target Deployment runs pods of the current configuration.
+    pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    /// Some target Deployment has not yet replaced its pods.
+    pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
+    /// The ConfigMap is applied but no Deployment matches the target selector.
+    pub const NO_TARGETS: &str = "NoTargets";
+    /// The spec breaks a rule of the configuration model.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The current spec is applied.
+    pub const SPEC_APPLIED: &str = "SpecApplied";
+}
+
+/// Event reasons, published on transitions only.
+pub mod events {
+    /// The ConfigMap was created or its data changed.
+    pub const CONFIG_APPLIED: &str = "ConfigApplied";
+    /// Target Deployments got a new config-hash annotation.
+    pub const ROLLOUT_STARTED: &str = "RolloutStarted";
+    /// The spec was refused; see the Degraded condition.
+    pub const INVALID_SPEC: &str = super::reasons::INVALID_SPEC;
+}
+
+/// Where the target Deployments stand with the configuration that is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// No Deployment matches the selector.
+    NoTargets,
+    /// These Deployments (by name) have not finished rolling out; `total` are targeted.
+    Pending { pending: Vec<String>, total: usize },
+    /// All `total` Deployments run the configuration.
+    Complete { total: usize },
+}
+
+/// What a reconcile found, from which the conditions follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// The spec is valid and its configuration (`hash`) is applied.
+    Applied { hash: String, rollout: Rollout },
+    /// The spec is invalid, for this reason.
+    Invalid { message: String },
+}
+
+/// A condition without its transition time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The three conditions that follow from an observation.
+pub fn desired(observed: &Observed) -> [Desired; 3] {
+    let d = |type_, status, reason, message: String| Desired { type_, status, reason, message };
+    match observed {
+        Observed::Invalid { message } => [
+            d(types::READY, false, reasons::INVALID_SPEC, "the spec is invalid; see Degraded".into()),
+            d(types::PROGRESSING, false, reasons::INVALID_SPEC, "the last valid configuration stays in place".into()),
+            d(types::DEGRADED, true, reasons::INVALID_SPEC, message.clone()),
+        ],
+        Observed::Applied { hash, rollout } => {
+            let short = &hash[..hash.len().min(12)];
+            let healthy = d(types::DEGRADED, false, reasons::SPEC_APPLIED, format!("configuration {short} applied"));
+            match rollout {
+                Rollout::NoTargets => {
+                    let message = "no Deployment matches the target selector".to_owned();
+                    [
+                        d(types::READY, false, reasons::NO_TARGETS, message.clone()),
+                        d(types::PROGRESSING, false, reasons::NO_TARGETS, message),
+                        healthy,
+                    ]
+                }
+                Rollout::Pending { pending, total } => {
+                    let message = format!(
+                        "waiting for {} of {total} Deployments to run configuration {short}: {}",
+                        pending.len(),
+                        pending.join(", ")
+                    );
+                    [
+                        d(types::READY, false, reasons::ROLLOUT_IN_PROGRESS, message.clone()),
+                        d(types::PROGRESSING, true, reasons::ROLLOUT_IN_PROGRESS, message),
+                        healthy,
+                    ]
+                }
+                Rollout::Complete { total } => {
+                    let message = format!("configuration {short} is live on {total} Deployments");
+                    [
+                        d(types::READY, true, reasons::ROLLOUT_COMPLETE, message.clone()),
+                        d(types::PROGRESSING, false, reasons::ROLLOUT_COMPLETE, message),
+                        healthy,
+                    ]
+                }
+            }
+        }
+    }
+}
+
+/// The new conditions; a condition whose status did not change keeps its transition time.
+pub fn merge(previous: &[Condition], desired: [Desired; 3], now: Timestamp) -> Vec<Condition> {
+    desired
+        .into_iter()
+        .map(|want| {
+            let status = if want.status { "True" } else { "False" }.to_owned();
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == want.type_ && c.status == status)
+                .map_or_else(|| rfc3339_seconds(now), |c| c.last_transition_time.clone());
+            Condition {
+                type_: want.type_.to_owned(),
+                status,
+                reason: want.reason.to_owned(),
+                message: want.message,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// A time as metav1.Time writes it: whole seconds, UTC.
+fn rfc3339_seconds(time: Timestamp) -> String {
+    time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_status_keeps_its_transition_time_and_a_changed_one_gets_now() {
+        let pending = Observed::Applied {
+            hash: "ab".repeat(32),
+            rollout: Rollout::Pending { pending: vec!["api".into()], total: 1 },
+        };
+        let first = merge(&[], desired(&pending), at(1));
+        assert_eq!(merge(&first, desired(&pending), at(2)), first);
+
+        let complete = Observed::Applied { hash: "ab".repeat(32), rollout: Rollout::Complete { total: 1 } };
+        let second = merge(&first, desired(&complete), at(3));
+        let ready = find(&second, types::READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", reasons::ROLLOUT_COMPLETE));
+        assert_eq!(ready.last_transition_time, "1970-01-01T00:00:03Z");
+        let degraded = find(&second, types::DEGRADED).unwrap();
+        assert_eq!(degraded.last_transition_time, "1970-01-01T00:00:01Z");
+    }
+
+    #[test]
+    fn an_invalid_spec_is_degraded_and_not_ready() {
+        let conditions = merge(&[], desired(&Observed::Invalid { message: "spec.x: bad".into() }), at(1));
+        let degraded = find(&conditions, types::DEGRADED).unwrap();
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", reasons::INVALID_SPEC));
+        assert_eq!(degraded.message, "spec.x: bad");
+        assert_eq!(find(&conditions, types::READY).unwrap().status, "False");
+    }
+}

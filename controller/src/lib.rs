@@ -1,0 +1,17 @@
+//! The wbc Kubernetes controller: a `WriteBehindCache` resource becomes the ConfigMap that the API and
+//! worker read their environment from, and the Deployments that read it are rolled when it changes.
+pub mod conditions;
+pub mod crd;
+mod defaults;
+mod error;
+pub mod manifests;
+pub mod metrics;
+pub mod reconcile;
+pub mod render;
+mod run;
+pub mod targets;
+
+pub use crd::{WriteBehindCache, WriteBehindCacheSpec, WriteBehindCacheStatus};
+pub use error::{Error, Result};
+pub use metrics::{Metrics, Readiness};
+pub use run::{Args, Scope, run};

@@ -1,0 +1,172 @@
+//! The controller's Prometheus metrics and its `/healthz`, `/readyz` and `/metrics` endpoints.
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::{Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramTimer, IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::{Error, Result};
+
+/// What the controller counts.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: IntCounter,
+    failures: IntCounterVec,
+    duration: Histogram,
+    writes: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates the metrics in a registry of their own.
+    pub fn new() -> Result<Self> {
+        let registry = Registry::new();
+        let m = Self {
+            reconciles: IntCounter::new("wbc_controller_reconciles_total", "Reconciles started")?,
+            failures: IntCounterVec::new(
+                Opts::new("wbc_controller_reconcile_failures_total", "Reconciles that failed, by error"),
+                &["error"],
+            )?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new("wbc_controller_reconcile_duration_seconds", "Time one reconcile takes")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            )?,
+            writes: IntCounterVec::new(
+                Opts::new("wbc_controller_writes_total", "Writes to the Kubernetes API, by object"),
+                &["object"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.reconciles.clone()))?;
+        m.registry.register(Box::new(m.failures.clone()))?;
+        m.registry.register(Box::new(m.duration.clone()))?;
+        m.registry.register(Box::new(m.writes.clone()))?;
+        // every series exists from the start, so that rates and alerts see a zero before the first event
+        for label in Error::METRIC_LABELS {
+            m.failures.with_label_values(&[label]).reset();
+        }
+        for object in ["configmap", "deployment", "status", "event"] {
+            m.writes.with_label_values(&[object]).reset();
+        }
+        Ok(m)
+    }
+
+    /// Counts a reconcile; its duration is observed when the timer drops.
+    pub fn reconcile_started(&self) -> HistogramTimer {
+        self.reconciles.inc();
+        self.duration.start_timer()
+    }
+
+    /// Counts a failed reconcile.
+    pub fn reconcile_failed(&self, error: &Error) {
+        self.failures.with_label_values(&[error.metric_label()]).inc();
+    }
+
+    /// Counts a write: `configmap`, `deployment`, `status` or `event`.
+    pub fn wrote(&self, object: &str) {
+        self.writes.with_label_values(&[object]).inc();
+    }
+
+    /// Reconciles started so far.
+    pub fn reconciles_total(&self) -> u64 {
+        self.reconciles.get()
+    }
+
+    /// Writes of one kind of object so far.
+    pub fn writes_total(&self, object: &str) -> u64 {
+        self.writes.with_label_values(&[object]).get()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Set once the controller has listed the resources it watches.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the controller ready.
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the controller is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Clone)]
+struct Ops {
+    metrics: Metrics,
+    readiness: Readiness,
+}
+
+/// The router of `/healthz`, `/readyz` and `/metrics`.
+pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render))
+        .with_state(Arc::new(Ops { metrics, readiness }))
+}
+
+async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    if ops.readiness.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the watches have not synced yet")
+    }
+}
+
+async fn render(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    match ops.metrics.render() {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics encoding failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], Vec::new())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_waits_for_the_watches_and_metrics_show_reconciles() {
+        let metrics = Metrics::new().unwrap();
+        let readiness = Readiness::default();
+        let app = router(metrics.clone(), readiness.clone());
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        readiness.set_ready();
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+
+        drop(metrics.reconcile_started());
+        metrics.wrote("configmap");
+        let (status, body) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("wbc_controller_reconciles_total 1"), "{body}");
+        assert!(body.contains("wbc_controller_reconcile_duration_seconds_count 1"), "{body}");
+        assert!(body.contains(r#"wbc_controller_writes_total{object="configmap"} 1"#), "{body}");
+        assert!(body.contains(r#"wbc_controller_writes_total{object="status"} 0"#), "{body}");
+        assert!(body.contains(r#"wbc_controller_reconcile_failures_total{error="api_refused"} 0"#), "{body}");
+    }
+}

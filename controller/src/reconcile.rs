@@ -1,0 +1,178 @@
+//! One reconcile: render the spec, apply the ConfigMap, roll the targets, report the status. Each
+//! step reads first and writes only what differs, so a reconcile of an unchanged resource writes nothing.
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use k8s_openapi::{api::core::v1::ConfigMap, jiff::Timestamp};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder},
+    },
+};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::{
+    Error, Metrics, Result,
+    conditions::{self, Observed, events, types},
+    crd::{
+        CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, WriteBehindCache,
+        WriteBehindCacheStatus,
+    },
+    render::{Rendered, render},
+    targets,
+};
+
+/// The one field manager of every server-side apply the controller makes.
+pub const FIELD_MANAGER: &str = "wbc-controller";
+/// How often an unchanged resource is reconciled anyway, in case a watch event was missed.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// How long after a failed reconcile it is tried again.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+}
+
+/// Brings the ConfigMap, the target Deployments and the status in line with one `WriteBehindCache`.
+#[instrument(skip_all, fields(namespace = wbc.namespace(), name = %wbc.name_any(), generation = wbc.meta().generation))]
+pub async fn reconcile(wbc: Arc<WriteBehindCache>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
+    let namespace = wbc.namespace().ok_or_else(|| Error::IncompleteMetadata(wbc.name_any()))?;
+    let observed = match render(&wbc) {
+        Err(message) => {
+            warn!(%message, "invalid spec; the last valid configuration stays in place");
+            Observed::Invalid { message }
+        }
+        Ok(rendered) => {
+            apply_config_map(&wbc, &namespace, &rendered, &ctx).await?;
+            let rollout = targets::roll(&wbc, &namespace, &rendered.hash, &ctx).await?;
+            Observed::Applied { hash: rendered.hash, rollout }
+        }
+    };
+    update_status(&wbc, &namespace, &observed, &ctx).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Counts the failure and tries again shortly.
+pub fn error_policy(wbc: Arc<WriteBehindCache>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(namespace = wbc.namespace(), name = %wbc.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(error);
+    Action::requeue(RETRY_AFTER_FAILURE)
+}
+
+/// The ConfigMap as the controller wants it.
+fn desired_config_map(wbc: &WriteBehindCache, rendered: &Rendered) -> Result<ConfigMap> {
+    let owner = wbc.controller_owner_ref(&()).ok_or_else(|| Error::IncompleteMetadata(wbc.name_any()))?;
+    Ok(ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(wbc.config_map_name()),
+            namespace: wbc.namespace(),
+            owner_references: Some(vec![owner]),
+            labels: Some(BTreeMap::from([
+                (PART_OF_LABEL.to_owned(), "wbc".to_owned()),
+                (INSTANCE_LABEL.to_owned(), wbc.name_any()),
+                (MANAGED_BY_LABEL.to_owned(), FIELD_MANAGER.to_owned()),
+            ])),
+            annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), rendered.hash.clone())])),
+            ..Default::default()
+        },
+        data: Some(rendered.data.clone()),
+        ..Default::default()
+    })
+}
+
+/// Whether `live` already carries everything of `want` (others may add labels of their own).
+fn config_map_matches(live: &ConfigMap, want: &ConfigMap) -> bool {
+    let contains = |live: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
+        let live = live.clone().unwrap_or_default();
+        want.iter().flatten().all(|(k, v)| live.get(k) == Some(v))
+    };
+    let owned =
+        want.metadata.owner_references.iter().flatten().all(|o| {
+            live.metadata.owner_references.iter().flatten().any(|l| l.uid == o.uid && l.controller == Some(true))
+        });
+    live.data == want.data
+        && owned
+        && contains(&live.metadata.labels, &want.metadata.labels)
+        && contains(&live.metadata.annotations, &want.metadata.annotations)
+}
+
+async fn apply_config_map(wbc: &WriteBehindCache, namespace: &str, rendered: &Rendered, ctx: &Context) -> Result<()> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let want = desired_config_map(wbc, rendered)?;
+    let name = wbc.config_map_name();
+    let live = api.get_opt(&name).await?;
+    if live.as_ref().is_some_and(|live| config_map_matches(live, &want)) {
+        return Ok(());
+    }
+    let data_changed = live.as_ref().is_none_or(|live| live.data != want.data);
+    let mut apply = serde_json::to_value(&want)?;
+    apply["apiVersion"] = json!("v1");
+    apply["kind"] = json!("ConfigMap");
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&apply)).await?;
+    ctx.metrics.wrote("configmap");
+    info!(config_map = %name, hash = %rendered.hash, "configuration applied");
+    if data_changed {
+        let short = &rendered.hash[..12];
+        let note = format!("ConfigMap {name} holds configuration {short}");
+        publish(wbc, ctx, EventType::Normal, events::CONFIG_APPLIED, "ApplyConfig", note).await?;
+    }
+    Ok(())
+}
+
+/// Writes the status when it differs from the live one; an invalid spec is announced when it appears.
+async fn update_status(wbc: &WriteBehindCache, namespace: &str, observed: &Observed, ctx: &Context) -> Result<()> {
+    let api: Api<WriteBehindCache> = Api::namespaced(ctx.client.clone(), namespace);
+    // the status of the cached object may lag behind our own last write
+    let previous = api.get_status(&wbc.name_any()).await?.status.unwrap_or_default();
+    let conditions = conditions::merge(&previous.conditions, conditions::desired(observed), Timestamp::now());
+    let (config_hash, config_map) = match observed {
+        Observed::Applied { hash, .. } => (Some(hash.clone()), Some(wbc.config_map_name())),
+        Observed::Invalid { .. } => (previous.config_hash.clone(), previous.config_map.clone()),
+    };
+    let status =
+        WriteBehindCacheStatus { observed_generation: wbc.meta().generation, config_hash, config_map, conditions };
+    if status == previous {
+        return Ok(());
+    }
+    let apply = json!({
+        "apiVersion": WriteBehindCache::api_version(&()),
+        "kind": WriteBehindCache::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&wbc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&apply)).await?;
+    ctx.metrics.wrote("status");
+    let degraded = |s: &WriteBehindCacheStatus| conditions::find(&s.conditions, types::DEGRADED).cloned();
+    if let Observed::Invalid { message } = observed
+        && degraded(&previous) != degraded(&status)
+    {
+        publish(wbc, ctx, EventType::Warning, events::INVALID_SPEC, "ValidateSpec", message.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Publishes an event about `wbc`.
+pub(crate) async fn publish(
+    wbc: &WriteBehindCache,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) -> Result<()> {
+    let event =
+        Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
+    ctx.recorder.publish(&event, &wbc.object_ref(&())).await?;
+    ctx.metrics.wrote("event");
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;

@@ -1,0 +1,142 @@
+//! The target Deployments: rolled by a config-hash annotation on their pod template, and watched
+//! until they run the new configuration.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::events::EventType,
+};
+use serde_json::json;
+use tracing::info;
+
+use crate::{
+    Result,
+    conditions::{Rollout, events},
+    crd::{CONFIG_HASH_ANNOTATION, WriteBehindCache},
+    reconcile::{Context, FIELD_MANAGER, publish},
+};
+
+/// Gives every target Deployment the configuration `hash`, and says how far their rollouts are.
+pub async fn roll(wbc: &WriteBehindCache, namespace: &str, hash: &str, ctx: &Context) -> Result<Rollout> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = label_selector(&wbc.target_labels());
+    let mut deployments = Vec::new();
+    let mut rolled = Vec::new();
+    for deployment in api.list(&ListParams::default().labels(&selector)).await? {
+        if config_hash(&deployment) == Some(hash) {
+            deployments.push(deployment);
+            continue;
+        }
+        let name = deployment.name_any();
+        let apply = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": { "name": name, "namespace": namespace },
+            "spec": { "template": { "metadata": { "annotations": { CONFIG_HASH_ANNOTATION: hash } } } },
+        });
+        let patched = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&apply)).await?;
+        ctx.metrics.wrote("deployment");
+        info!(deployment = %name, %hash, "rollout started");
+        rolled.push(name);
+        deployments.push(patched);
+    }
+    if !rolled.is_empty() {
+        let note = format!("rolling {} to configuration {}", rolled.join(", "), &hash[..hash.len().min(12)]);
+        publish(wbc, ctx, EventType::Normal, events::ROLLOUT_STARTED, "RollDeployments", note).await?;
+    }
+    Ok(rollout(&deployments, hash))
+}
+
+/// `k=v,k2=v2`, the label selector of a set of labels.
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// Whether a Deployment carries every one of `labels`.
+pub fn is_target(deployment: &Deployment, labels: &BTreeMap<String, String>) -> bool {
+    let own = deployment.labels();
+    labels.iter().all(|(k, v)| own.get(k) == Some(v))
+}
+
+fn config_hash(deployment: &Deployment) -> Option<&str> {
+    let template = deployment.spec.template.metadata.as_ref()?;
+    template.annotations.as_ref()?.get(CONFIG_HASH_ANNOTATION).map(String::as_str)
+}
+
+/// How far the rollouts of `deployments` to configuration `hash` are.
+pub fn rollout(deployments: &[Deployment], hash: &str) -> Rollout {
+    if deployments.is_empty() {
+        return Rollout::NoTargets;
+    }
+    let mut pending: Vec<String> = deployments.iter().filter(|d| !rolled_out(d, hash)).map(|d| d.name_any()).collect();
+    pending.sort();
+    match pending.is_empty() {
+        true => Rollout::Complete { total: deployments.len() },
+        false => Rollout::Pending { pending, total: deployments.len() },
+    }
+}
+
+/// Rolled out as `kubectl rollout status` sees it: the Deployment controller has seen the current
+/// template, and every replica is updated and available. Without a Deployment controller (an API
+/// server alone) this never becomes true.
+fn rolled_out(deployment: &Deployment, hash: &str) -> bool {
+    let Some(status) = &deployment.status else { return false };
+    let replicas = deployment.spec.replicas.unwrap_or(1);
+    config_hash(deployment) == Some(hash)
+        && status.observed_generation >= deployment.metadata.generation
+        && status.updated_replicas.unwrap_or(0) == replicas
+        && status.replicas.unwrap_or(0) == replicas
+        && status.available_replicas.unwrap_or(0) == replicas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+
+    fn deployment(name: &str, hash: &str, generation: i64, status: Option<DeploymentStatus>) -> Deployment {
+        let mut d = Deployment {
+            spec: DeploymentSpec { replicas: Some(2), ..Default::default() },
+            status,
+            ..Default::default()
+        };
+        d.metadata.name = Some(name.into());
+        d.metadata.generation = Some(generation);
+        let template = d.spec.template.metadata.get_or_insert_default();
+        template.annotations = Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash.to_owned())]));
+        d
+    }
+
+    fn done(generation: i64) -> Option<DeploymentStatus> {
+        Some(DeploymentStatus {
+            observed_generation: Some(generation),
+            replicas: Some(2),
+            updated_replicas: Some(2),
+            available_replicas: Some(2),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_rollout_completes_when_every_deployment_has_observed_and_replaced_its_pods() {
+        assert_eq!(rollout(&[], "h"), Rollout::NoTargets);
+        let fresh = [deployment("worker", "h", 2, None), deployment("api", "h", 2, done(1))];
+        assert_eq!(rollout(&fresh, "h"), Rollout::Pending { pending: vec!["api".into(), "worker".into()], total: 2 });
+        let half = [deployment("worker", "h", 2, done(2)), deployment("api", "h", 2, done(1))];
+        assert_eq!(rollout(&half, "h"), Rollout::Pending { pending: vec!["api".into()], total: 2 });
+        let all = [deployment("worker", "h", 2, done(2)), deployment("api", "h", 2, done(2))];
+        assert_eq!(rollout(&all, "h"), Rollout::Complete { total: 2 });
+        assert_eq!(rollout(&all, "other"), Rollout::Pending { pending: vec!["api".into(), "worker".into()], total: 2 });
+    }
+
+    #[test]
+    fn a_target_carries_every_selected_label() {
+        let mut d = deployment("api", "h", 1, None);
+        d.metadata.labels = Some(BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]));
+        assert!(is_target(&d, &BTreeMap::from([("a".into(), "1".into())])));
+        assert!(!is_target(&d, &BTreeMap::from([("a".into(), "1".into()), ("c".into(), "3".into())])));
+        assert_eq!(label_selector(&BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())])), "a=1,b=2");
+    }
+}

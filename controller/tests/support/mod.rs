@@ -1,0 +1,248 @@
+//! A real kube-apiserver for the tests (one per test process, from `scripts/k8s-apiserver.sh`), and a
+//! controller per test, in-process and scoped to the test's own namespace.
+#![allow(dead_code)] // each test file uses a part
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Namespace},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::json;
+use tokio::{sync::oneshot, task::JoinHandle};
+use wbc_controller::{Metrics, Readiness, Scope, WriteBehindCache, manifests::CRD_PATH};
+
+/// The running test server.
+pub struct ApiServer {
+    pub kubeconfig: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+static SERVER: OnceLock<Result<ApiServer, String>> = OnceLock::new();
+static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
+
+/// Repository root.
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The server of this test process, built and started on first use. `None` (and a printed reason)
+/// only when kube-apiserver cannot be built on this machine at all.
+pub fn api_server() -> Option<&'static ApiServer> {
+    match SERVER.get_or_init(start_api_server) {
+        Ok(server) => Some(server),
+        Err(reason) => {
+            eprintln!("SKIPPED: {reason}");
+            None
+        }
+    }
+}
+
+fn start_api_server() -> Result<ApiServer, String> {
+    let script = repository().join("scripts/k8s-apiserver.sh");
+    // cached after the first time; `make test` builds it before the tests run
+    let build = Command::new(&script).arg("build").status().expect("scripts/k8s-apiserver.sh runs");
+    match build.code() {
+        Some(0) => {}
+        Some(3) => {
+            return Err("kube-apiserver cannot be built on this machine (see the message above), so the \
+                        controller's integration tests cannot run here"
+                .into());
+        }
+        _ => panic!("`scripts/k8s-apiserver.sh build` failed: {build}"),
+    }
+    // the script stops the server itself once this process has exited
+    let started = Command::new(&script)
+        .arg("start")
+        .env("WBC_K8S_OWNER_PID", std::process::id().to_string())
+        .env_remove("WBC_K8S_RUN")
+        .output()
+        .expect("scripts/k8s-apiserver.sh runs");
+    let stdout = String::from_utf8_lossy(&started.stdout);
+    assert!(started.status.success(), "kube-apiserver did not start: {}", String::from_utf8_lossy(&started.stderr));
+    let value = |key: &str| {
+        let line = stdout.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in {stdout}"));
+        PathBuf::from(line)
+    };
+    Ok(ApiServer { kubeconfig: value("KUBECONFIG="), run_dir: value("RUN=") })
+}
+
+/// A client of the test server.
+pub async fn client(server: &ApiServer) -> Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Applies the committed CRD (`manifests/crd.yaml`) and waits until it is served.
+pub async fn install_crd(client: &Client) -> CustomResourceDefinition {
+    let yaml = std::fs::read_to_string(repository().join(CRD_PATH)).unwrap();
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut apply = serde_json::to_value(&crd).unwrap();
+    apply["apiVersion"] = json!("apiextensions.k8s.io/v1");
+    apply["kind"] = json!("CustomResourceDefinition");
+    api.patch(&crd.name_any(), &PatchParams::apply("wbc-tests").force(), &Patch::Apply(&apply)).await.unwrap();
+    wait_for("the CRD to be established", || async {
+        let crd = api.get(&crd.name_any()).await.ok()?;
+        let conditions = crd.status.as_ref()?.conditions.as_ref()?;
+        conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(crd)
+    })
+    .await
+}
+
+/// A test's namespace, with its own controller running in-process.
+pub struct TestEnv {
+    pub client: Client,
+    pub namespace: String,
+    pub metrics: Metrics,
+    pub server: &'static ApiServer,
+    readiness: Readiness,
+    shutdown: Option<oneshot::Sender<()>>,
+    controller: Option<JoinHandle<()>>,
+}
+
+impl TestEnv {
+    /// A fresh namespace named after the test, the CRD, and a controller watching that namespace.
+    pub async fn start(test: &str) -> Option<Self> {
+        let server = api_server()?;
+        let client = client(server).await;
+        install_crd(&client).await;
+        let namespace = format!("{test}-{}-{}", std::process::id(), NAMESPACES.fetch_add(1, Ordering::Relaxed));
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+        namespaces.create(&PostParams::default(), &ns).await.unwrap();
+        let metrics = Metrics::new().unwrap();
+        let readiness = Readiness::default();
+        let mut env = Self { client, namespace, metrics, readiness, server, shutdown: None, controller: None };
+        env.start_controller();
+        env.controller_ready().await;
+        Some(env)
+    }
+
+    /// Starts the controller (again) for this namespace.
+    pub fn start_controller(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        let scope = Scope { namespace: Some(self.namespace.clone()), instance: None };
+        let readiness = Readiness::default();
+        let run = wbc_controller::run(self.client.clone(), scope, self.metrics.clone(), readiness.clone(), async {
+            rx.await.ok();
+        });
+        self.shutdown = Some(tx);
+        self.controller = Some(tokio::spawn(run));
+        self.readiness = readiness;
+    }
+
+    /// Waits until the controller has listed what it watches.
+    pub async fn controller_ready(&self) {
+        wait_for("the controller's watches", || async { self.readiness.is_ready().then_some(()) }).await
+    }
+
+    /// Stops the controller gracefully.
+    pub async fn stop_controller(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            tx.send(()).ok();
+        }
+        if let Some(controller) = self.controller.take() {
+            tokio::time::timeout(Duration::from_secs(10), controller).await.expect("graceful shutdown").unwrap();
+        }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Creates a `WriteBehindCache` from its spec.
+    pub async fn create_cache(&self, name: &str, spec: serde_json::Value) -> WriteBehindCache {
+        let wbc: WriteBehindCache = serde_json::from_value(json!({
+            "apiVersion": "wbc.dev/v1alpha1", "kind": "WriteBehindCache",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        self.api::<WriteBehindCache>().create(&PostParams::default(), &wbc).await.unwrap()
+    }
+
+    /// Creates a Deployment with these labels that reads the ConfigMap `config_map`.
+    pub async fn create_deployment(&self, name: &str, labels: &[(&str, &str)], config_map: &str) -> Deployment {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{
+                        "name": name, "image": "k8s.local/wbc:test",
+                        "envFrom": [{"configMapRef": {"name": config_map}}],
+                    }]},
+                },
+            },
+        }))
+        .unwrap();
+        self.api::<Deployment>().create(&PostParams::default(), &deployment).await.unwrap()
+    }
+
+    /// The ConfigMap, once it exists.
+    pub async fn config_map(&self, name: &str) -> ConfigMap {
+        let api = self.api::<ConfigMap>();
+        wait_for(&format!("ConfigMap {name}"), || async { api.get_opt(name).await.unwrap() }).await
+    }
+
+    /// Waits until no reconcile has started for a second, so that the state is settled.
+    pub async fn settle(&self) {
+        let mut last = self.metrics.reconciles_total();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.metrics.reconciles_total();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+}
+
+/// The config-hash annotation of a Deployment's pod template.
+pub fn template_hash(deployment: &Deployment) -> Option<String> {
+    let annotations = deployment.spec.template.metadata.as_ref()?.annotations.as_ref()?;
+    annotations.get(wbc_controller::crd::CONFIG_HASH_ANNOTATION).cloned()
+}
+
+/// Polls `check` until it returns something, for at most 30 s.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

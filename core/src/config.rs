@@ -160,10 +160,11 @@ impl PipelineArgs {
                 reason: "must not be longer than RETRY_MAX_DELAY".into(),
             });
         }
+        // A lease must outlast a batch's commit; short flush intervals need no longer leases than 1s.
         if self.lease_timeout <= self.flush_interval.min(Duration::from_secs(1)) {
             return Err(Error::Config {
                 field: "LEASE_TIMEOUT",
-                reason: "must be longer than the flush interval".into(),
+                reason: "must be longer than FLUSH_INTERVAL, or than 1s when FLUSH_INTERVAL is longer".into(),
             });
         }
         Ok(Pipeline {

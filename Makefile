@@ -3,7 +3,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/wbc-target
 CARGO ?= cargo
 CHART_CRD := charts/wbc/templates/crds/writebehindcache.yaml
 
-.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds
+.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds chart-test
 
 run:
 	./scripts/run.sh
@@ -24,6 +24,7 @@ lint:
 test: deps lint k8s-apiserver
 	$(CARGO) test --workspace --all-features -- --test-threads=4
 	./scripts/e2e-local.sh
+	./scripts/chart/test.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -46,7 +47,10 @@ chaos: deps
 	CHAOS_DURATION_SECS=$(DURATION) CHAOS_WORKERS=$(WORKERS) CHAOS_KEYS=$(KEYS) CHAOS_WRITERS=$(WRITERS) \
 		$(CARGO) test --all-features -p wbc-worker --test chaos -- --nocapture
 
-
-
 clean:
 	rm -rf .data
+
+# The Helm chart's render-level tests (tests/chart) in their own venv (~/.cache/wbc-venv, made once);
+# `scripts/chart/render.sh` regenerates the chart's generated files that they check.
+chart-test:
+	./scripts/chart/test.sh

@@ -1,0 +1,334 @@
+{{/*
+The chart's name.
+*/}}
+{{- define "wbc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every resource name, at most 63 characters. If the release name contains the chart name,
+it is used alone.
+*/}}
+{{- define "wbc.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of one component's resources, "<fullname>-<component>", at most 52 characters with the component
+intact: a StatefulSet's name goes into its pods' controller-revision-hash label (name plus 11
+characters, at most 63). (dict "ctx" $ "component" "redis")
+*/}}
+{{- define "wbc.componentName" -}}
+{{- $room := int (sub 51 (len .component)) }}
+{{- printf "%s-%s" (include "wbc.fullname" .ctx | trunc $room | trimSuffix "-") .component }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "wbc.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every resource.
+*/}}
+{{- define "wbc.labels" -}}
+helm.sh/chart: {{ include "wbc.chart" . }}
+{{ include "wbc.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels of every workload.
+*/}}
+{{- define "wbc.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "wbc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the controller's ServiceAccount.
+*/}}
+{{- define "wbc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "wbc.componentName" (dict "ctx" . "component" "controller")) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of one component's resources: (dict "ctx" $ "component" "api").
+*/}}
+{{- define "wbc.componentLabels" -}}
+{{ include "wbc.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Selector labels of one component: (dict "ctx" $ "component" "api").
+*/}}
+{{- define "wbc.componentSelectorLabels" -}}
+{{ include "wbc.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+The label the controller's default target selector needs besides app.kubernetes.io/instance: only the
+API and worker carry it, so that the controller never rolls itself or the databases.
+*/}}
+{{- define "wbc.pipelineLabels" -}}
+app.kubernetes.io/part-of: wbc
+{{- end }}
+
+{{/*
+An image reference from {repository, tag}.
+*/}}
+{{- define "wbc.image" -}}
+{{- printf "%s:%s" .repository (toString .tag) }}
+{{- end }}
+
+{{/*
+Name of the WriteBehindCache of this release, and of the ConfigMap the controller renders from it.
+*/}}
+{{- define "wbc.cacheName" -}}
+{{- .Release.Name }}
+{{- end }}
+
+{{- define "wbc.configMapName" -}}
+{{- printf "%s-config" (include "wbc.cacheName" .) }}
+{{- end }}
+
+{{/*
+In-cluster DNS name of a Service of this release: (dict "ctx" $ "service" "redis").
+*/}}
+{{- define "wbc.serviceHost" -}}
+{{- printf "%s.%s.svc.%s" (include "wbc.componentName" (dict "ctx" .ctx "component" .service)) .ctx.Release.Namespace .ctx.Values.clusterDomain }}
+{{- end }}
+
+{{/*
+Redis: the Secret holding its password ("" when there is none), and the key in it.
+*/}}
+{{- define "wbc.redis.passwordSecret" -}}
+{{- if .Values.redis.enabled }}
+{{- if .Values.redis.auth.enabled }}
+{{- default (include "wbc.componentName" (dict "ctx" . "component" "redis")) .Values.redis.auth.existingSecret }}
+{{- end }}
+{{- else if .Values.externalRedis.existingSecretPasswordKey }}
+{{- .Values.externalRedis.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "wbc.redis.passwordKey" -}}
+{{- if .Values.redis.enabled }}
+{{- if .Values.redis.auth.existingSecret }}{{ .Values.redis.auth.existingSecretPasswordKey }}{{ else }}password{{ end }}
+{{- else }}
+{{- .Values.externalRedis.existingSecretPasswordKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+PostgreSQL: the Secret holding the password ("" when there is none), and the key in it.
+*/}}
+{{- define "wbc.postgresql.passwordSecret" -}}
+{{- if .Values.postgresql.enabled }}
+{{- default (include "wbc.componentName" (dict "ctx" . "component" "postgresql")) .Values.postgresql.auth.existingSecret }}
+{{- else if and .Values.externalPostgresql.existingSecret .Values.externalPostgresql.existingSecretPasswordKey (not .Values.externalPostgresql.existingSecretUrlKey) }}
+{{- .Values.externalPostgresql.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "wbc.postgresql.passwordKey" -}}
+{{- if .Values.postgresql.enabled }}
+{{- if .Values.postgresql.auth.existingSecret }}{{ .Values.postgresql.auth.existingSecretPasswordKey }}{{ else }}password{{ end }}
+{{- else }}
+{{- .Values.externalPostgresql.existingSecretPasswordKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+The connection settings of the API and worker: REDIS_URL and DATABASE_URL, with the passwords from
+Secrets. PostgreSQL's password goes in PGPASSWORD, which the driver (sqlx, like libpq) uses when the
+URL has none, so that it may hold any character; Redis's is interpolated into the URL with $(VAR).
+*/}}
+{{- define "wbc.connectionEnv" -}}
+{{- $redisSecret := include "wbc.redis.passwordSecret" . }}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.existingSecretUrlKey }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.externalRedis.existingSecret }}
+      key: {{ .Values.externalRedis.existingSecretUrlKey }}
+{{- else }}
+{{- $scheme := ternary "rediss" "redis" (and (not .Values.redis.enabled) .Values.externalRedis.tls) }}
+{{- $host := ternary (include "wbc.serviceHost" (dict "ctx" . "service" "redis")) .Values.externalRedis.host .Values.redis.enabled }}
+{{- $port := ternary 6379 .Values.externalRedis.port .Values.redis.enabled }}
+{{- if $redisSecret }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $redisSecret }}
+      key: {{ include "wbc.redis.passwordKey" . }}
+- name: REDIS_URL
+  value: {{ printf "%s://:$(REDIS_PASSWORD)@%s:%v" $scheme $host $port | quote }}
+{{- else }}
+- name: REDIS_URL
+  value: {{ printf "%s://%s:%v" $scheme $host $port | quote }}
+{{- end }}
+{{- end }}
+{{- $pgSecret := include "wbc.postgresql.passwordSecret" . }}
+{{- if and (not .Values.postgresql.enabled) .Values.externalPostgresql.existingSecretUrlKey }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.externalPostgresql.existingSecret }}
+      key: {{ .Values.externalPostgresql.existingSecretUrlKey }}
+{{- else }}
+{{- $pg := .Values.externalPostgresql }}
+{{- $host := $pg.host }}
+{{- $port := $pg.port }}
+{{- $user := $pg.username }}
+{{- $database := $pg.database }}
+{{- if .Values.postgresql.enabled }}
+{{- $host = include "wbc.serviceHost" (dict "ctx" . "service" "postgresql") }}
+{{- $port = 5432 }}
+{{- $user = .Values.postgresql.auth.username }}
+{{- $database = .Values.postgresql.auth.database }}
+{{- end }}
+{{- $query := ternary (printf "?%s" $pg.parameters) "" (and (not .Values.postgresql.enabled) (ne $pg.parameters "")) }}
+- name: DATABASE_URL
+  value: {{ printf "postgres://%s@%s:%v/%s%s" $user $host $port $database $query | quote }}
+{{- if $pgSecret }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $pgSecret }}
+      key: {{ include "wbc.postgresql.passwordKey" . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The environment of the API and worker that does not come from the WriteBehindCache: connections,
+logs and traces. (dict "ctx" $ "component" .Values.api)
+*/}}
+{{- define "wbc.commonEnv" -}}
+{{- $ := .ctx -}}
+{{ include "wbc.connectionEnv" $ | trim }}
+- name: DATABASE_MAX_CONNECTIONS
+  value: {{ .component.databaseMaxConnections | quote }}
+- name: LOG_FORMAT
+  value: {{ $.Values.logFormat | quote }}
+- name: RUST_LOG
+  value: {{ $.Values.logLevel | quote }}
+{{- with include "wbc.otlpEndpoint" $ }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with .component.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The OTLP endpoint: the value, else the bundled Jaeger's collector, else none.
+*/}}
+{{- define "wbc.otlpEndpoint" -}}
+{{- if .Values.tracing.otlpEndpoint }}
+{{- .Values.tracing.otlpEndpoint }}
+{{- else if .Values.jaeger.enabled }}
+{{- printf "http://%s-jaeger-collector.%s.svc.%s:4318" .Release.Name .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ConfigMap the API and worker read their pipeline settings from, rendered by the controller.
+*/}}
+{{- define "wbc.pipelineEnvFrom" -}}
+- configMapRef:
+    name: {{ include "wbc.configMapName" . }}
+    optional: {{ not .Values.cache.waitForConfig }}
+{{- end }}
+
+{{/*
+sha256 of the chart-managed configuration the API and worker read: their connection settings and the
+passwords given in values (a generated password is stable, so it is left out). It rolls their pods when
+either changes.
+*/}}
+{{- define "wbc.connectionChecksum" -}}
+{{- $auth := dict "postgresql" .Values.postgresql.auth "redis" .Values.redis.auth }}
+{{- print (include "wbc.connectionEnv" .) (toJson $auth) | sha256sum }}
+{{- end }}
+
+{{/*
+A password kept across upgrades: the one in the live Secret if there is one, else the value, else a new
+random one. (dict "ctx" $ "secret" "name" "key" "password" "value" "")
+*/}}
+{{- define "wbc.password" -}}
+{{- $live := lookup "v1" "Secret" .ctx.Release.Namespace .secret }}
+{{- if and $live $live.data (hasKey $live.data .key) (not .value) }}
+{{- index $live.data .key | b64dec }}
+{{- else }}
+{{- default (randAlphaNum 32) .value }}
+{{- end }}
+{{- end }}
+
+{{/*
+The apiVersion of PodDisruptionBudgets: policy/v1 from Kubernetes 1.21, policy/v1beta1 before.
+*/}}
+{{- define "wbc.pdbApiVersion" -}}
+{{- if and (.Capabilities.APIVersions.Has "policy/v1") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}
+policy/v1
+{{- else -}}
+policy/v1beta1
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the cluster serves the Prometheus operator's resources.
+*/}}
+{{- define "wbc.hasPrometheusOperator" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
+
+{{/*
+Probes of an HTTP endpoint on a named port: (dict "port" "http").
+*/}}
+{{- define "wbc.httpProbes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: {{ .port }}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: {{ .port }}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: {{ .port }}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+{{- end }}

@@ -3,7 +3,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/wbc-target
 CARGO ?= cargo
 CHART_CRD := charts/wbc/templates/crds/writebehindcache.yaml
 
-.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds chart-test
+.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds chart-test bench bench-deps
 
 run:
 	./scripts/run.sh
@@ -21,10 +21,14 @@ lint:
 	promtool check rules observability/prometheus/alerts.yaml
 	cd observability/prometheus && promtool test rules alerts_test.yaml
 
-test: deps lint k8s-apiserver
+test: deps bench-deps lint k8s-apiserver
 	$(CARGO) test --workspace --all-features -- --test-threads=4
 	./scripts/e2e-local.sh
 	./scripts/chart/test.sh
+	@# Smoke run of the benchmarks (debug build, already built by the tests): it must complete and
+	@# report; timings are never asserted.
+	$(CARGO) build -p wbc-api -p wbc-worker -p wbc-bench
+	out=$$(mktemp -d) && $(CARGO) run -q -p wbc-bench -- --quick --out $$out && test -s $$out/report.md && rm -rf $$out
 
 fmt:
 	$(CARGO) fmt --all
@@ -46,6 +50,15 @@ chaos: deps
 	$(CARGO) build --all-features -p wbc-api --bin wbc-api
 	CHAOS_DURATION_SECS=$(DURATION) CHAOS_WORKERS=$(WORKERS) CHAOS_KEYS=$(KEYS) CHAOS_WRITERS=$(WRITERS) \
 		$(CARGO) test --all-features -p wbc-worker --test chaos -- --nocapture
+
+# Benchmarks, each a ratio against a baseline measured in the same run (a few minutes; `make bench
+# BENCH_ARGS=--quick` takes about one). Writes bench/results/report.md and its charts.
+bench: deps bench-deps
+	$(CARGO) build --release -p wbc-api -p wbc-worker -p wbc-bench
+	$(CARGO) run -q --release -p wbc-bench -- $(BENCH_ARGS)
+
+bench-deps:
+	./bench/ensure-deps.sh
 
 clean:
 	rm -rf .data

@@ -43,7 +43,11 @@ impl WorkerMetrics {
                     "wbc_worker_persistence_lag_seconds",
                     "Time from a key's first acknowledged write to its commit in PostgreSQL",
                 )
-                .buckets(exponential_buckets(0.005, 2.0, 16)?),
+                // Fine around common flush intervals, so a lag target such as interval + 100 ms can be read.
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.6, 0.75, 1.0, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0,
+                    30.0, 60.0, 300.0,
+                ]),
             )?,
             retries: IntCounterVec::new(
                 Opts::new(

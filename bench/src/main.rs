@@ -1,0 +1,6 @@
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    wbc_bench::Args::parse().run()?;
+    Ok(())
+}

@@ -23,12 +23,12 @@ lint:
 
 test: deps bench-deps lint k8s-apiserver
 	$(CARGO) test --workspace --all-features -- --test-threads=4
-	./scripts/e2e-local.sh
-	./scripts/chart/test.sh
 	@# Smoke run of the benchmarks (debug build, already built by the tests): it must complete and
 	@# report; timings are never asserted.
 	$(CARGO) build -p wbc-api -p wbc-worker -p wbc-bench
 	out=$$(mktemp -d) && $(CARGO) run -q -p wbc-bench -- --quick --out $$out && test -s $$out/report.md && rm -rf $$out
+	./scripts/e2e-local.sh
+	./scripts/chart/test.sh
 
 fmt:
 	$(CARGO) fmt --all

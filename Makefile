@@ -58,7 +58,7 @@ bench: deps bench-deps
 	$(CARGO) run -q --release -p wbc-bench -- $(BENCH_ARGS)
 
 bench-deps:
-	./bench/ensure-deps.sh
+	./scripts/ensure-deps.sh bench
 
 clean:
 	rm -rf .data

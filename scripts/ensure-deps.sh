@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure redis-server, the PostgreSQL server binaries and Prometheus (with promtool) exist;
-# installs them with apt where it can.
+# installs them with apt where it can. `ensure-deps.sh bench` also checks what the benchmarks need:
+# redis-benchmark, pgbench (ships with the server), the charts' TrueType font (rendered in pure Rust,
+# so no fontconfig or freetype) and node (to parse the k6 scripts).
 set -euo pipefail
 
 pg_bindir() {
@@ -16,6 +18,11 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -n "$(pg_bindir)" ] || missing+=(postgresql-15)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+if [ "${1:-}" = bench ]; then
+  command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+  command -v node >/dev/null || missing+=(nodejs)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
@@ -25,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     # Debian starts the packaged services where it can; ours run on their own ports and directories.
   else
-    echo "Missing: ${missing[*]}. Install Redis (redis-server), the PostgreSQL 15 server and Prometheus (prometheus, promtool), then retry." >&2
+    echo "Missing: ${missing[*]}. Install them (Debian package names), then retry." >&2
     exit 1
   fi
 fi

@@ -26,7 +26,7 @@ fn every_k6_script_parses_as_an_es_module() {
             .arg("--check")
             .arg(&copy)
             .output()
-            .expect("node runs (install nodejs; bench/ensure-deps.sh does)");
+            .expect("node runs (install nodejs; scripts/ensure-deps.sh bench does)");
         assert!(out.status.success(), "{} does not parse:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
     }
 }

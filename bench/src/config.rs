@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
     /// Connection counts of the write-behind against write-through comparison.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    #[arg(long, value_parser = at_least_one::<usize>, value_delimiter = ',', default_value = "1,16,64")]
     pub concurrency: Vec<usize>,
     /// Measured time per mode and connection count [default: 10s; 2s with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -32,50 +32,50 @@ pub struct Args {
     /// Interleaved rounds of the latency comparison: each mode's time is cut into this many slices,
     /// alternating modes, so that a change in the machine's background load hits both alike
     /// [default: 3; 2 with --quick].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u32>)]
     pub rounds: Option<u32>,
     /// Unmeasured warm-up before each measured HTTP load [default: 1s; 300ms with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub warmup: Option<Duration>,
     /// Connections of the peak-throughput runs, HTTP and redis-benchmark alike.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 50)]
     pub throughput_connections: usize,
     /// Measured time of each HTTP peak-throughput run [default: 10s; 3s with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub throughput_duration: Option<Duration>,
     /// Requests of each redis-benchmark run (its -n) [default: 1000000; 100000 with --quick].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u64>)]
     pub redis_requests: Option<u64>,
     /// Keys that HTTP PUT and GET spread over, and redis-benchmark's -r.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, value_parser = at_least_one::<u64>, default_value_t = 10_000)]
     pub keyspace: u64,
     /// Dirty keys preloaded before the drain [default: 200000; 20000 with --quick].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u64>)]
     pub drain_keys: Option<u64>,
     /// Workers started together for the drain (they share the queue); the target is for one.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 1)]
     pub drain_workers: usize,
     /// BATCH_SIZE of the worker, and rows per statement of the batched pgbench baseline.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, value_parser = batch_size, default_value_t = 500)]
     pub batch_size: u32,
     /// FLUSH_INTERVAL of the worker in every scenario.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
     /// FLUSH_CONCURRENCY of the worker: batches it flushes at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_parser = flush_concurrency, default_value_t = 2)]
     pub flush_concurrency: u16,
     /// Clients of the pgbench baselines [default: --flush-concurrency, the statements one worker
     /// runs at once].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u32>)]
     pub pgbench_clients: Option<u32>,
     /// Duration of pgbench's one-row-per-transaction baseline [default: 5s; 2s with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub naive_duration: Option<Duration>,
     /// Hot keys of the coalescing stream: seed-001 up to this many.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 10)]
     pub hot_keys: usize,
     /// Connections of the coalescing stream.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 16)]
     pub coalescing_connections: usize,
     /// Duration of the coalescing stream [default: 10s; 3s with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -85,10 +85,10 @@ pub struct Args {
     pub lag_duration: Option<Duration>,
     /// Writes per second of the lag run [default: half the measured peak PUT rate, or 1000
     /// when the throughput scenario does not run].
-    #[arg(long)]
+    #[arg(long, value_parser = positive_rate)]
     pub lag_rate: Option<f64>,
     /// Connections of the lag run.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 16)]
     pub lag_connections: usize,
 }
 
@@ -185,20 +185,20 @@ impl Args {
             scenarios,
             concurrency,
             latency_duration: latency_duration.unwrap_or(secs(10, 2_000)),
-            rounds: rounds.unwrap_or(if quick { 2 } else { 3 }).max(1),
+            rounds: rounds.unwrap_or(if quick { 2 } else { 3 }),
             warmup: warmup.unwrap_or(secs(1, 300)),
             throughput_connections,
             throughput_duration: throughput_duration.unwrap_or(secs(10, 3_000)),
             redis_requests: redis_requests.unwrap_or(if quick { 100_000 } else { 1_000_000 }),
-            keyspace: keyspace.max(1),
+            keyspace,
             drain_keys: drain_keys.unwrap_or(if quick { 20_000 } else { 200_000 }),
-            drain_workers: drain_workers.max(1),
+            drain_workers,
             batch_size,
             flush_interval,
-            flush_concurrency: flush_concurrency.max(1),
-            pgbench_clients: pgbench_clients.unwrap_or(u32::from(flush_concurrency)).max(1),
+            flush_concurrency,
+            pgbench_clients: pgbench_clients.unwrap_or(u32::from(flush_concurrency)),
             naive_duration: naive_duration.unwrap_or(secs(5, 2_000)),
-            hot_keys: hot_keys.max(1),
+            hot_keys,
             coalescing_connections,
             coalescing_duration: coalescing_duration.unwrap_or(secs(10, 3_000)),
             lag_duration: lag_duration.unwrap_or(secs(30, 8_000)),
@@ -211,6 +211,32 @@ impl Args {
 impl Settings {
     pub fn runs(&self, scenario: Scenario) -> bool {
         self.scenarios.contains(&scenario)
+    }
+}
+
+/// A count of at least 1 (connections, keys, rounds, clients).
+fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(raw: &str) -> Result<T, String> {
+    match raw.trim().parse::<T>() {
+        Ok(v) if v >= T::from(1) => Ok(v),
+        _ => Err(format!("'{raw}' must be a whole number of at least 1")),
+    }
+}
+
+/// BATCH_SIZE as the worker accepts it.
+fn batch_size(raw: &str) -> Result<u32, String> {
+    at_least_one::<u32>(raw).and_then(|v| if v <= 10_000 { Ok(v) } else { Err(format!("{v} is over 10000")) })
+}
+
+/// FLUSH_CONCURRENCY as the worker accepts it.
+fn flush_concurrency(raw: &str) -> Result<u16, String> {
+    at_least_one::<u16>(raw).and_then(|v| if v <= 64 { Ok(v) } else { Err(format!("{v} is over 64")) })
+}
+
+/// A finite request rate above 0.
+fn positive_rate(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{raw}' must be a number of requests per second above 0")),
     }
 }
 
@@ -238,5 +264,15 @@ mod tests {
         let full = Args::parse_from(["wbc-bench", "--scenarios", "drain,lag"]).settings();
         assert_eq!(full.drain_keys, 200_000);
         assert_eq!(full.scenarios, [Scenario::Drain, Scenario::Lag]);
+    }
+
+    #[test]
+    fn zero_counts_and_bad_rates_are_refused_by_name() {
+        for bad in [&["--rounds", "0"][..], &["--concurrency", "1,0"], &["--batch-size", "10001"], &["--lag-rate=-5"]] {
+            let err = Args::try_parse_from(std::iter::once("wbc-bench").chain(bad.iter().copied())).err();
+            let err = err.unwrap_or_else(|| panic!("{bad:?} was accepted")).to_string();
+            let flag = bad[0].split('=').next().unwrap();
+            assert!(err.contains(flag), "{bad:?}: {err}");
+        }
     }
 }

@@ -204,6 +204,8 @@ async fn the_worker_upserts_one_statement_per_batch() {
     for i in 0..1000 {
         assert_eq!(stack.put(&format!("b-{i}"), product("batch", i)).await.0, 200);
     }
+    // Every key is due before the worker starts, so each claim takes a full batch.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let _worker = stack.spawn_worker("w1");
     stack.drained(Duration::from_secs(20)).await;
     assert_eq!(stack.rows().await.len(), 1000);

@@ -29,6 +29,11 @@ pub struct Args {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s",
           value_parser = wbc_core::config::duration_in(Duration::from_millis(100), Duration::from_secs(600)))]
     pub request_timeout: Duration,
+    /// How long the API keeps serving after SIGTERM while /readyz answers 503, so that load balancers
+    /// stop sending requests before it closes its listener (0s to 5m).
+    #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s",
+          value_parser = wbc_core::config::duration_in(Duration::ZERO, Duration::from_secs(300)))]
+    pub shutdown_delay: Duration,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -71,7 +76,7 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     let pool = db::connect(&store.database_url, store.database_max_connections).await?;
     db::migrate(&pool).await?;
     let state = AppState { store: redis.clone(), pool: pool.clone(), pipeline: Arc::new(pipeline), metrics };
-    let ops = Arc::new(ops::Ops { registry, queue, store: redis, pool });
+    let ops = Arc::new(ops::Ops::new(registry, queue, redis, pool));
     Ok((state, ops))
 }
 
@@ -83,18 +88,24 @@ pub(crate) fn mode_label(mode: wbc_core::WriteMode) -> &'static str {
 }
 
 impl Args {
-    /// Serves until Ctrl-C or SIGTERM, then drains open requests.
+    /// Serves until Ctrl-C or SIGTERM, keeps serving as unready for the shutdown delay, then drains
+    /// open requests.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listen_addr, request_timeout, store, pipeline, log } = self;
+        let Self { listen_addr, request_timeout, shutdown_delay, store, pipeline, log } = self;
         let _telemetry = log.init("wbc-api")?;
         let pipeline = pipeline.validate()?;
         tracing::info!(?pipeline, "starting wbc-api");
         let (state, ops) = connect(&store, pipeline).await?;
         let listener = tokio::net::TcpListener::bind(listen_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        axum::serve(listener, app(state, ops, request_timeout))
-            .with_graceful_shutdown(wbc_core::telemetry::shutdown_signal())
-            .await?;
+        let draining = ops.clone();
+        let stop = async move {
+            wbc_core::telemetry::shutdown_signal().await;
+            draining.drain();
+            tracing::info!(delay = ?shutdown_delay, "shutting down: unready, still serving");
+            tokio::time::sleep(shutdown_delay).await;
+        };
+        axum::serve(listener, app(state, ops, request_timeout)).with_graceful_shutdown(stop).await?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -122,7 +122,8 @@ async fn health_readiness_and_metrics_are_served() {
     api.call("POST", "/products", Some(WIDGET)).await;
     api.call("POST", "/products", Some("{}")).await;
     assert_eq!(api.call("GET", "/healthz", None).await.0, 200);
-    assert_eq!(api.call("GET", "/readyz", None).await, (200, json!({"ready": true, "redis": "ok", "postgres": "ok"})));
+    let ok = json!({"ready": true, "draining": false, "redis": "ok", "postgres": "ok"});
+    assert_eq!(api.call("GET", "/readyz", None).await, (200, ok));
     let req = Request::get("/metrics").body(Body::empty()).unwrap();
     let resp = tower::ServiceExt::oneshot(api.app.clone(), req).await.unwrap();
     let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
@@ -137,7 +138,21 @@ async fn health_readiness_and_metrics_are_served() {
     }
     api.redis.kill9();
     let (status, body) = api.call("GET", "/readyz", None).await;
-    assert_eq!((status, body["ready"].clone()), (503, json!(false)), "{body}");
+    assert_eq!((status, body["ready"].clone()), (200, json!(true)), "reads still come from PostgreSQL: {body}");
+    assert_ne!(body["redis"], "ok", "{body}");
     let (status, body) = api.call("POST", "/products", Some(WIDGET)).await;
     assert_eq!(status, 503, "a write without Redis is refused, not lost: {body}");
+    api.pg.stop();
+    let (status, body) = api.call("GET", "/readyz", None).await;
+    assert_eq!((status, body["ready"].clone()), (503, json!(false)), "{body}");
+    assert_ne!(body["postgres"], "ok", "{body}");
+}
+
+#[tokio::test]
+async fn a_draining_api_is_unready_but_still_serves() {
+    let api = Api::start(&[]).await;
+    api.ops.drain();
+    let (status, body) = api.call("GET", "/readyz", None).await;
+    assert_eq!((status, body["draining"].clone()), (503, json!(true)), "{body}");
+    assert_eq!(api.call("POST", "/products", Some(WIDGET)).await.0, 201, "requests in the delay are served");
 }

@@ -1,7 +1,10 @@
 //! The status conditions: their types, reasons, and how the observed state maps to them.
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::Condition;
+use crate::{
+    crd::Condition,
+    health::{self, Dependency, Outage},
+};
 
 /// Condition types.
 pub mod types {
@@ -9,7 +12,7 @@ pub mod types {
     pub const READY: &str = "Ready";
     /// Target Deployments are rolling to a new configuration.
     pub const PROGRESSING: &str = "Progressing";
-    /// The spec cannot be applied; the last good configuration stays in place.
+    /// The spec cannot be applied (the last good configuration stays in place), or a store is down.
     pub const DEGRADED: &str = "Degraded";
 }
 
@@ -25,6 +28,12 @@ pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// The current spec is applied.
     pub const SPEC_APPLIED: &str = "SpecApplied";
+    /// Pods report Redis unreachable.
+    pub const REDIS_UNAVAILABLE: &str = "RedisUnavailable";
+    /// Pods report PostgreSQL unreachable.
+    pub const POSTGRES_UNAVAILABLE: &str = "PostgresUnavailable";
+    /// Pods report both stores unreachable.
+    pub const STORES_UNAVAILABLE: &str = "RedisAndPostgresUnavailable";
 }
 
 /// Event reasons, published on transitions only.
@@ -33,8 +42,10 @@ pub mod events {
     pub const CONFIG_APPLIED: &str = "ConfigApplied";
     /// Target Deployments got a new config-hash annotation.
     pub const ROLLOUT_STARTED: &str = "RolloutStarted";
-    /// The spec was refused; see the Degraded condition.
-    pub const INVALID_SPEC: &str = super::reasons::INVALID_SPEC;
+    /// Every target Deployment runs the new configuration.
+    pub const ROLLOUT_COMPLETE: &str = super::reasons::ROLLOUT_COMPLETE;
+    /// Degraded is no longer true.
+    pub const RECOVERED: &str = "Recovered";
 }
 
 /// Where the target Deployments stand with the configuration that is applied.
@@ -51,8 +62,8 @@ pub enum Rollout {
 /// What a reconcile found, from which the conditions follow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observed {
-    /// The spec is valid and its configuration (`hash`) is applied.
-    Applied { hash: String, rollout: Rollout },
+    /// The spec is valid and its configuration (`hash`) is applied; pods report these outages.
+    Applied { hash: String, rollout: Rollout, outages: Vec<Outage> },
     /// The spec is invalid, for this reason.
     Invalid { message: String },
 }
@@ -75,9 +86,12 @@ pub fn desired(observed: &Observed) -> [Desired; 3] {
             d(types::PROGRESSING, false, reasons::INVALID_SPEC, "the last valid configuration stays in place".into()),
             d(types::DEGRADED, true, reasons::INVALID_SPEC, message.clone()),
         ],
-        Observed::Applied { hash, rollout } => {
+        Observed::Applied { hash, rollout, outages } => {
             let short = &hash[..hash.len().min(12)];
-            let healthy = d(types::DEGRADED, false, reasons::SPEC_APPLIED, format!("configuration {short} applied"));
+            let healthy = match outage_reason(outages) {
+                Some(reason) => d(types::DEGRADED, true, reason, health::describe(outages)),
+                None => d(types::DEGRADED, false, reasons::SPEC_APPLIED, format!("configuration {short} applied")),
+            };
             match rollout {
                 Rollout::NoTargets => {
                     let message = "no Deployment matches the target selector".to_owned();
@@ -112,6 +126,16 @@ pub fn desired(observed: &Observed) -> [Desired; 3] {
     }
 }
 
+fn outage_reason(outages: &[Outage]) -> Option<&'static str> {
+    let down = |dependency| outages.iter().any(|o| o.dependency == dependency);
+    match (down(Dependency::Redis), down(Dependency::Postgres)) {
+        (true, true) => Some(reasons::STORES_UNAVAILABLE),
+        (true, false) => Some(reasons::REDIS_UNAVAILABLE),
+        (false, true) => Some(reasons::POSTGRES_UNAVAILABLE),
+        (false, false) => None,
+    }
+}
+
 /// The new conditions; a condition whose status did not change keeps its transition time.
 pub fn merge(previous: &[Condition], desired: [Desired; 3], now: Timestamp) -> Vec<Condition> {
     desired
@@ -131,6 +155,44 @@ pub fn merge(previous: &[Condition], desired: [Desired; 3], now: Timestamp) -> V
             }
         })
         .collect()
+}
+
+/// An event for a condition that changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// The events that tell how `current` differs from `previous`: Ready turning true, Degraded turning
+/// true or changing its reason (a warning with that reason), and Degraded turning false.
+pub fn transitions(previous: &[Condition], current: &[Condition]) -> Vec<Transition> {
+    let is_true = |c: Option<&Condition>| c.is_some_and(|c| c.status == "True");
+    let mut out = Vec::new();
+    let (was, now) = (find(previous, types::DEGRADED), find(current, types::DEGRADED));
+    if let Some(now) = now.filter(|c| c.status == "True") {
+        if !is_true(was) || was.is_some_and(|w| w.reason != now.reason) {
+            let reason = known_reason(&now.reason);
+            out.push(Transition { warning: true, reason, note: now.message.clone() });
+        }
+    } else if is_true(was) {
+        let note = now.map_or_else(String::new, |c| c.message.clone());
+        out.push(Transition { warning: false, reason: events::RECOVERED, note });
+    }
+    if let Some(ready) = find(current, types::READY).filter(|c| c.status == "True")
+        && !is_true(find(previous, types::READY))
+    {
+        out.push(Transition { warning: false, reason: events::ROLLOUT_COMPLETE, note: ready.message.clone() });
+    }
+    out
+}
+
+fn known_reason(reason: &str) -> &'static str {
+    [reasons::INVALID_SPEC, reasons::REDIS_UNAVAILABLE, reasons::POSTGRES_UNAVAILABLE, reasons::STORES_UNAVAILABLE]
+        .into_iter()
+        .find(|r| *r == reason)
+        .unwrap_or(types::DEGRADED)
 }
 
 /// A time as metav1.Time writes it: whole seconds, UTC.
@@ -156,11 +218,13 @@ mod tests {
         let pending = Observed::Applied {
             hash: "ab".repeat(32),
             rollout: Rollout::Pending { pending: vec!["api".into()], total: 1 },
+            outages: vec![],
         };
         let first = merge(&[], desired(&pending), at(1));
         assert_eq!(merge(&first, desired(&pending), at(2)), first);
 
-        let complete = Observed::Applied { hash: "ab".repeat(32), rollout: Rollout::Complete { total: 1 } };
+        let complete =
+            Observed::Applied { hash: "ab".repeat(32), rollout: Rollout::Complete { total: 1 }, outages: vec![] };
         let second = merge(&first, desired(&complete), at(3));
         let ready = find(&second, types::READY).unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", reasons::ROLLOUT_COMPLETE));
@@ -176,5 +240,45 @@ mod tests {
         assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", reasons::INVALID_SPEC));
         assert_eq!(degraded.message, "spec.x: bad");
         assert_eq!(find(&conditions, types::READY).unwrap().status, "False");
+    }
+
+    #[test]
+    fn events_follow_the_transitions_of_ready_and_degraded() {
+        let observed =
+            |outages| Observed::Applied { hash: "cd".repeat(32), rollout: Rollout::Complete { total: 1 }, outages };
+        let down = vec![Outage { dependency: Dependency::Redis, pod: "api-1".into(), error: "refused".into() }];
+        let healthy = merge(&[], desired(&observed(vec![])), at(1));
+        let reasons_of = |ts: Vec<Transition>| ts.into_iter().map(|t| (t.warning, t.reason)).collect::<Vec<_>>();
+        assert_eq!(reasons_of(transitions(&[], &healthy)), [(false, events::ROLLOUT_COMPLETE)]);
+        assert!(transitions(&healthy, &healthy).is_empty());
+        let degraded = merge(&healthy, desired(&observed(down)), at(2));
+        assert_eq!(reasons_of(transitions(&healthy, &degraded)), [(true, reasons::REDIS_UNAVAILABLE)]);
+        assert!(transitions(&degraded, &degraded).is_empty());
+        assert_eq!(reasons_of(transitions(&degraded, &healthy)), [(false, events::RECOVERED)]);
+        let invalid = merge(&degraded, desired(&Observed::Invalid { message: "spec.x: bad".into() }), at(3));
+        assert_eq!(reasons_of(transitions(&degraded, &invalid)), [(true, reasons::INVALID_SPEC)]);
+    }
+
+    #[test]
+    fn a_store_reported_down_degrades_a_live_configuration_with_its_reason() {
+        let outage = |dependency, pod: &str| Outage { dependency, pod: pod.into(), error: "connection refused".into() };
+        let observed =
+            |outages| Observed::Applied { hash: "cd".repeat(32), rollout: Rollout::Complete { total: 2 }, outages };
+        for (outages, reason) in [
+            (vec![outage(Dependency::Redis, "api-1")], reasons::REDIS_UNAVAILABLE),
+            (vec![outage(Dependency::Postgres, "worker-1")], reasons::POSTGRES_UNAVAILABLE),
+            (
+                vec![outage(Dependency::Redis, "api-1"), outage(Dependency::Postgres, "api-1")],
+                reasons::STORES_UNAVAILABLE,
+            ),
+        ] {
+            let conditions = merge(&[], desired(&observed(outages)), at(1));
+            let degraded = find(&conditions, types::DEGRADED).unwrap();
+            assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", reason));
+            assert!(degraded.message.contains("unreachable from"), "{}", degraded.message);
+            assert_eq!(find(&conditions, types::READY).unwrap().status, "True", "the configuration is still live");
+        }
+        let recovered = merge(&[], desired(&observed(vec![])), at(2));
+        assert_eq!(find(&recovered, types::DEGRADED).unwrap().status, "False");
     }
 }

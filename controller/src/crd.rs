@@ -38,6 +38,8 @@ const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*(ns|us|ms|s|m|h|d)\s*)+$";
                       "description": "How long a key stays dirty before it is flushed"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status",
                       "description": "Whether the configuration is live on every target Deployment"}"#,
+    printcolumn = r#"{"name": "Degraded", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Degraded\")].status",
+                      "description": "Whether the spec is refused or a store is unreachable (see kubectl describe)"}"#,
     printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
                       "priority": 1, "description": "Why it is (not) ready"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#

@@ -4,6 +4,7 @@ pub mod conditions;
 pub mod crd;
 mod defaults;
 mod error;
+pub mod health;
 pub mod manifests;
 pub mod metrics;
 pub mod reconcile;

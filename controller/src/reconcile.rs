@@ -16,19 +16,21 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     Error, Metrics, Result,
-    conditions::{self, Observed, events, types},
+    conditions::{self, Observed, events},
     crd::{
         CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, WriteBehindCache,
         WriteBehindCacheStatus,
     },
+    health,
     render::{Rendered, render},
     targets,
 };
 
 /// The one field manager of every server-side apply the controller makes.
 pub const FIELD_MANAGER: &str = "wbc-controller";
-/// How often an unchanged resource is reconciled anyway, in case a watch event was missed.
-pub const RESYNC: Duration = Duration::from_secs(300);
+/// How often an unchanged resource is reconciled anyway: its pods are asked whether the stores are
+/// reachable, and a missed watch event is made up for.
+pub const RESYNC: Duration = Duration::from_secs(10);
 /// How long after a failed reconcile it is tried again.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
@@ -37,6 +39,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Asks the target pods for their health.
+    pub http: reqwest::Client,
 }
 
 /// Brings the ConfigMap, the target Deployments and the status in line with one `WriteBehindCache`.
@@ -51,8 +55,9 @@ pub async fn reconcile(wbc: Arc<WriteBehindCache>, ctx: Arc<Context>) -> Result<
         }
         Ok(rendered) => {
             apply_config_map(&wbc, &namespace, &rendered, &ctx).await?;
-            let rollout = targets::roll(&wbc, &namespace, &rendered.hash, &ctx).await?;
-            Observed::Applied { hash: rendered.hash, rollout }
+            let (rollout, deployments) = targets::roll(&wbc, &namespace, &rendered.hash, &ctx).await?;
+            let outages = health::outages(&deployments, &namespace, &ctx).await?;
+            Observed::Applied { hash: rendered.hash, rollout, outages }
         }
     };
     update_status(&wbc, &namespace, &observed, &ctx).await?;
@@ -148,11 +153,9 @@ async fn update_status(wbc: &WriteBehindCache, namespace: &str, observed: &Obser
     });
     api.patch_status(&wbc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&apply)).await?;
     ctx.metrics.wrote("status");
-    let degraded = |s: &WriteBehindCacheStatus| conditions::find(&s.conditions, types::DEGRADED).cloned();
-    if let Observed::Invalid { message } = observed
-        && degraded(&previous) != degraded(&status)
-    {
-        publish(wbc, ctx, EventType::Warning, events::INVALID_SPEC, "ValidateSpec", message.clone()).await?;
+    for t in conditions::transitions(&previous.conditions, &status.conditions) {
+        let type_ = if t.warning { EventType::Warning } else { EventType::Normal };
+        publish(wbc, ctx, type_, t.reason, "Reconcile", t.note).await?;
     }
     Ok(())
 }

@@ -42,6 +42,7 @@ async fn reconcile_against(wbc: WriteBehindCache, script: Vec<Exchange>) -> (Res
         recorder: Recorder::new(client.clone(), reporter),
         client,
         metrics: Metrics::new().unwrap(),
+        http: reqwest::Client::new(),
     });
     let server = tokio::spawn(async move {
         let mut bodies = Vec::new();
@@ -147,6 +148,7 @@ async fn an_unchanged_cache_is_only_read() {
     let observed = Observed::Applied {
         hash: rendered.hash.clone(),
         rollout: Rollout::Pending { pending: vec!["api".into()], total: 1 },
+        outages: vec![],
     };
     wbc.status = Some(WriteBehindCacheStatus {
         observed_generation: Some(3),

@@ -19,7 +19,12 @@ use crate::{
 };
 
 /// Gives every target Deployment the configuration `hash`, and says how far their rollouts are.
-pub async fn roll(wbc: &WriteBehindCache, namespace: &str, hash: &str, ctx: &Context) -> Result<Rollout> {
+pub async fn roll(
+    wbc: &WriteBehindCache,
+    namespace: &str,
+    hash: &str,
+    ctx: &Context,
+) -> Result<(Rollout, Vec<Deployment>)> {
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let selector = label_selector(&wbc.target_labels());
     let mut deployments = Vec::new();
@@ -46,7 +51,7 @@ pub async fn roll(wbc: &WriteBehindCache, namespace: &str, hash: &str, ctx: &Con
         let note = format!("rolling {} to configuration {}", rolled.join(", "), &hash[..hash.len().min(12)]);
         publish(wbc, ctx, EventType::Normal, events::ROLLOUT_STARTED, "RollDeployments", note).await?;
     }
-    Ok(rollout(&deployments, hash))
+    Ok((rollout(&deployments, hash), deployments))
 }
 
 /// `k=v,k2=v2`, the label selector of a set of labels.

@@ -38,8 +38,9 @@ async fn the_generated_crd_is_served_with_columns_for_mode_flush_interval_ready_
         .map(|c| (c.name.clone(), c.json_path.clone()))
         .collect();
     let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["Mode", "Flush Interval", "Ready", "Reason", "Age"]);
+    assert_eq!(names, ["Mode", "Flush Interval", "Ready", "Degraded", "Reason", "Age"]);
     assert_eq!(columns[2].1, r#".status.conditions[?(@.type=="Ready")].status"#);
+    assert_eq!(columns[3].1, r#".status.conditions[?(@.type=="Degraded")].status"#);
 }
 
 #[tokio::test]
@@ -53,9 +54,9 @@ async fn kubectl_get_wbc_prints_the_mode_flush_interval_and_readiness() {
     let out = kubectl.args(["get", "wbc"]).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "MODE", "FLUSH", "INTERVAL", "READY", "AGE"], "{table}");
+    assert_eq!(header, ["NAME", "MODE", "FLUSH", "INTERVAL", "READY", "DEGRADED", "AGE"], "{table}");
     let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
-    assert_eq!(row[..4], ["cache", "WriteBehind", "2s", "False"], "{table}");
+    assert_eq!(row[..5], ["cache", "WriteBehind", "2s", "False", "False"], "{table}");
 }
 
 #[tokio::test]

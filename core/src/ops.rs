@@ -1,5 +1,11 @@
 //! `/healthz`, `/readyz` and `/metrics`, served alike by the API and the worker.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{Json, Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get};
 use prometheus::{Encoder, Gauge, IntGauge, Registry, TextEncoder};
@@ -58,6 +64,19 @@ pub struct Ops {
     pub queue: QueueGauges,
     pub store: Store,
     pub pool: PgPool,
+    /// Set once the process is shutting down: /readyz answers 503 so that traffic moves elsewhere.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl Ops {
+    pub fn new(registry: Registry, queue: QueueGauges, store: Store, pool: PgPool) -> Self {
+        Self { registry, queue, store, pool, draining: Arc::default() }
+    }
+
+    /// Marks the process as shutting down.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The router of the operational endpoints.
@@ -69,18 +88,24 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .with_state(ops)
 }
 
+/// Ready while not draining and at least one store answers: with Redis alone writes and cached reads
+/// are served, with PostgreSQL alone reads (and writes under a write-through policy); the body names
+/// the state of each, and a 503 reply names the one that is down.
 async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
     let limit = Duration::from_secs(2);
-    let redis = tokio::time::timeout(limit, ops.store.ping()).await;
-    let postgres = tokio::time::timeout(limit, db::ping(&ops.pool)).await;
+    let (redis, postgres) =
+        tokio::join!(tokio::time::timeout(limit, ops.store.ping()), tokio::time::timeout(limit, db::ping(&ops.pool)));
     let describe = |r: &Result<crate::Result<()>, _>| match r {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(e)) => e.to_string(),
         Err(_) => "timed out".to_owned(),
     };
-    let ready = matches!(redis, Ok(Ok(()))) && matches!(postgres, Ok(Ok(())));
+    let draining = ops.draining.load(Ordering::Relaxed);
+    let ready = !draining && (matches!(redis, Ok(Ok(()))) || matches!(postgres, Ok(Ok(()))));
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": ready, "redis": describe(&redis), "postgres": describe(&postgres) })))
+    let body =
+        json!({ "ready": ready, "draining": draining, "redis": describe(&redis), "postgres": describe(&postgres) });
+    (status, Json(body))
 }
 
 async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {

@@ -91,6 +91,7 @@ LEAST_PRIVILEGE = {
     ("wbc.dev", "writebehindcaches/status"): {"get", "patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
+    ("", "pods"): {"list"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "events"): {"create", "patch"},
 }

@@ -20,6 +20,7 @@ pub struct Api {
     pub pg: PgServer,
     pub app: Router,
     pub state: wbc_api::AppState,
+    pub ops: Arc<wbc_core::ops::Ops>,
 }
 
 impl Api {
@@ -28,8 +29,8 @@ impl Api {
         let pg = PgServer::start();
         let store = StoreArgs { redis_url: redis.url(), database_url: pg.url(), database_max_connections: 10 };
         let (state, ops): (_, Arc<_>) = wbc_api::connect(&store, pipeline(flags)).await.expect("api connects");
-        let app = wbc_api::app(state.clone(), ops, Duration::from_secs(30));
-        Self { redis, pg, app, state }
+        let app = wbc_api::app(state.clone(), ops.clone(), Duration::from_secs(30));
+        Self { redis, pg, app, state, ops }
     }
 
     /// Sends one request; returns the status, the body parsed as JSON (or Null) and the headers.

@@ -7,7 +7,7 @@ mod trace;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, middleware};
+use axum::{Router, extract::DefaultBodyLimit, http::header, middleware};
 use clap::Parser;
 use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
@@ -53,6 +53,7 @@ pub struct AppState {
 
 /// The whole API, operational endpoints included.
 pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Router {
+    let draining = ops.draining.clone();
     Router::new()
         .merge(products::router())
         .merge(admin::router())
@@ -61,6 +62,13 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
         .layer(trace::layer())
         .with_state(state)
         .merge(ops::router(ops))
+        .layer(middleware::map_response(move |mut response: axum::response::Response| {
+            // while draining, clients reconnect (through the Service, to another pod) after each answer
+            if draining.load(std::sync::atomic::Ordering::Relaxed) {
+                response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            }
+            std::future::ready(response)
+        }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
 }

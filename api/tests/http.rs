@@ -154,5 +154,8 @@ async fn a_draining_api_is_unready_but_still_serves() {
     api.ops.drain();
     let (status, body) = api.call("GET", "/readyz", None).await;
     assert_eq!((status, body["draining"].clone()), (503, json!(true)), "{body}");
-    assert_eq!(api.call("POST", "/products", Some(WIDGET)).await.0, 201, "requests in the delay are served");
+    let req = Request::post("/products").header("content-type", "application/json").body(Body::from(WIDGET)).unwrap();
+    let (status, _, headers) = api.send(req).await;
+    assert_eq!(status, 201, "requests in the delay are served");
+    assert_eq!(headers["connection"], "close", "and their clients move to another pod");
 }

@@ -119,7 +119,7 @@ impl Worker {
         let redis = Store::connect(&store.redis_url).await?;
         let pool = db::connect(&store.database_url, store.database_max_connections).await?;
         db::migrate(&pool).await?;
-        let ops = Arc::new(ops::Ops { registry, queue, store: redis.clone(), pool: pool.clone() });
+        let ops = Arc::new(ops::Ops::new(registry, queue, redis.clone(), pool.clone()));
         let retried = Default::default();
         let worker = Self {
             store: redis,

@@ -3,7 +3,8 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/wbc-target
 CARGO ?= cargo
 CHART_CRD := charts/wbc/templates/crds/writebehindcache.yaml
 
-.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds chart-test bench bench-deps
+.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds chart-test bench bench-deps e2e chaos-k8s \
+	kind-up kind-down e2e-kind chaos-kind
 
 run:
 	./scripts/run.sh
@@ -29,6 +30,9 @@ test: deps bench-deps lint k8s-apiserver
 	out=$$(mktemp -d) && $(CARGO) run -q -p wbc-bench -- --quick --out $$out && test -s $$out/report.md && rm -rf $$out
 	./scripts/e2e-local.sh
 	./scripts/chart/test.sh
+	@# The chart on this machine's own Kubernetes node: install, status, mode switches under load, a
+	@# small pod-kill chaos, upgrade and uninstall (the first run also builds the node, ~5 minutes).
+	WBC_CHAOS_DURATION=30 ./scripts/k8s/e2e.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -67,3 +71,29 @@ clean:
 # `scripts/chart/render.sh` regenerates the chart's generated files that they check.
 chart-test:
 	./scripts/chart/test.sh
+
+# The end-to-end suite (tests/e2e) on this machine's own single-node Kubernetes, started and stopped
+# by scripts/k8s/e2e.sh; `make e2e E2E_ARGS="-k switch"` picks tests.
+e2e:
+	./scripts/k8s/e2e.sh $(E2E_ARGS)
+
+# Pod-kill chaos under load on the local node: `make chaos-k8s DURATION=120 INTERVAL=8 WRITERS=4 KEYS=300`
+# (unset sizes: 60 s, a kill every 8 s, 4 writers, 300 keys). chaos-kind runs the same on kind.
+CHAOS_K8S_ENV = WBC_CHAOS_DURATION=$(or $(DURATION),60) WBC_CHAOS_INTERVAL=$(or $(INTERVAL),8) \
+	WBC_CHAOS_WRITERS=$(or $(WRITERS),4) WBC_CHAOS_KEYS=$(or $(KEYS),300)
+chaos-k8s:
+	$(CHAOS_K8S_ENV) ./scripts/k8s/e2e.sh -k chaos
+
+# kind (needs Docker, kind and helm): the cluster of kind-config.yaml with the images, the monitoring
+# stacks and the chart; kind-down deletes it; e2e-kind and chaos-kind run the end-to-end suite there.
+kind-up:
+	./scripts/kind/kind.sh up
+
+kind-down:
+	./scripts/kind/kind.sh down
+
+e2e-kind:
+	./scripts/kind/kind.sh e2e $(E2E_ARGS)
+
+chaos-kind:
+	$(CHAOS_K8S_ENV) ./scripts/kind/kind.sh e2e -k chaos

@@ -67,6 +67,9 @@ VARIANTS = [
     Variant("pod-disruption-budgets", "pdb-values.yaml"),
     Variant("write-through", "write-through-values.yaml"),
     Variant("local-node", "local-node-values.yaml"),
+    Variant("kind-e2e", "kind-e2e-values.yaml"),
+    # the bundled stacks are not in charts/ offline (`helm dependency build` fetches them on kind)
+    Variant("kind", "kind-values.yaml", values={"kube-prometheus-stack": {"enabled": False}, "jaeger": {"enabled": False}}),
     Variant("cluster-wide-and-redis-auth", "cluster-wide-values.yaml"),
     Variant("upgrade-with-the-crd-served", api_versions=tuple(CR_SERVED)),
 ]

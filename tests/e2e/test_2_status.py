@@ -1,0 +1,67 @@
+"""The WriteBehindCache's status tells the truth: a bad field is refused by the API server, a
+semantically invalid edit leaves the running configuration alone and says why, and a store that is
+down turns the cache Degraded with its reason until it is back, with events for each transition."""
+from __future__ import annotations
+
+import json
+
+from cluster import Cluster, log, wait_for
+
+
+def patch(cluster: Cluster, spec: dict, check: bool = True):
+    return cluster.kubectl("patch", "wbc", cluster.release, "--type=merge", "-p", json.dumps({"spec": spec}),
+                           check=check)
+
+
+def test_a_bad_field_is_refused_with_a_message_that_names_it(release, cluster: Cluster):
+    before = cluster.cache()["spec"]
+    for spec, field in [({"mode": "Sometimes"}, "spec.mode"), ({"batchSize": 0}, "spec.batchSize"),
+                        ({"flushInterval": "soon"}, "spec.flushInterval")]:
+        done = patch(cluster, spec, check=False)
+        assert done.returncode != 0, f"{spec} was accepted"
+        assert field in done.stderr, f"{spec}: the refusal does not name {field}: {done.stderr}"
+    assert cluster.cache()["spec"] == before
+
+
+def test_a_semantically_invalid_edit_changes_nothing_and_says_why(release, cluster: Cluster):
+    config_map = f"{cluster.release}-config"
+    data = cluster.get("configmap", config_map)["data"]
+    pods = {p["metadata"]["uid"] for p in cluster.pods("api")}
+    patch(cluster, {"retry": {"initialDelay": "1m", "maxDelay": "1s"}})
+    degraded = wait_for("Degraded=True InvalidSpec",
+                        lambda: (c := cluster.condition("Degraded")).get("reason") == "InvalidSpec" and c)
+    assert degraded["status"] == "True" and "initialDelay" in degraded["message"], degraded
+    assert cluster.get("configmap", config_map)["data"] == data, "the running configuration must stay"
+    assert {p["metadata"]["uid"] for p in cluster.pods("api")} == pods, "nothing may roll"
+    described = cluster.kubectl("describe", "wbc", cluster.release).stdout
+    assert "InvalidSpec" in described, described
+    patch(cluster, {"retry": {"initialDelay": "100ms", "maxDelay": "30s"}})
+    wait_for("Degraded=False again", lambda: cluster.condition("Degraded").get("status") == "False")
+    assert cluster.get("configmap", config_map)["data"] == data
+
+
+def test_a_store_that_is_down_turns_the_cache_degraded_until_it_is_back(release, cluster: Cluster):
+    cluster.wait_cache_ready()
+    redis = f"statefulset/{cluster.release}-redis"
+    cluster.kubectl("scale", redis, "--replicas=0")
+    try:
+        degraded = wait_for("Degraded=True RedisUnavailable",
+                            lambda: (c := cluster.condition("Degraded")).get("reason") == "RedisUnavailable" and c,
+                            timeout=120)
+        log(f"Degraded: {degraded['message']}")
+        assert degraded["status"] == "True" and "redis unreachable from" in degraded["message"], degraded
+        table = cluster.kubectl("get", "wbc", cluster.release).stdout
+        assert table.split("\n")[1].split()[4] == "True", f"the DEGRADED column says otherwise:\n{table}"
+        status, body = cluster.http("POST", "/products", {"name": "while redis is down", "price": 1, "quantity": 1})
+        assert status == 503, f"a write without Redis is refused, not lost: {status} {body}"
+    finally:
+        cluster.kubectl("scale", redis, "--replicas=1")
+    wait_for("Degraded=False after Redis is back",
+             lambda: cluster.condition("Degraded").get("status") == "False", timeout=180)
+    reasons = [e.get("reason") for e in cluster.events()]
+    assert "RedisUnavailable" in reasons and "Recovered" in reasons, reasons
+    described = cluster.kubectl("describe", "wbc", cluster.release).stdout
+    assert "RedisUnavailable" in described and "Recovered" in described, described
+    wait_for("the API to serve writes again",
+             lambda: cluster.http("PUT", "/products/after-redis", {"name": "back", "price": 1, "quantity": 1})[0] == 200,
+             timeout=120)

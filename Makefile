@@ -77,10 +77,11 @@ chart-test:
 e2e:
 	./scripts/k8s/e2e.sh $(E2E_ARGS)
 
-# Pod-kill chaos under load on the local node: `make chaos-k8s DURATION=120 INTERVAL=8 WRITERS=4 KEYS=300`
-# (unset sizes: 60 s, a kill every 8 s, 4 writers, 300 keys). chaos-kind runs the same on kind.
+# Pod-kill chaos under load on the local node: `make chaos-k8s DURATION=120 INTERVAL=8 WRITERS=4 KEYS=300
+# RATE=200` (unset sizes: 60 s, a kill every 8 s, 4 writers, 300 keys, 200 writes/s). chaos-kind runs the
+# same on kind.
 CHAOS_K8S_ENV = WBC_CHAOS_DURATION=$(or $(DURATION),60) WBC_CHAOS_INTERVAL=$(or $(INTERVAL),8) \
-	WBC_CHAOS_WRITERS=$(or $(WRITERS),4) WBC_CHAOS_KEYS=$(or $(KEYS),300)
+	WBC_CHAOS_WRITERS=$(or $(WRITERS),4) WBC_CHAOS_KEYS=$(or $(KEYS),300) WBC_CHAOS_RATE=$(or $(RATE),200)
 chaos-k8s:
 	$(CHAOS_K8S_ENV) ./scripts/k8s/e2e.sh -k chaos
 

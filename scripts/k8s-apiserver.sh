@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # A real kube-apiserver (v1.20.2) and etcd on loopback, for the controller's integration tests.
 #
-#   scripts/k8s-apiserver.sh build   build kube-apiserver from Debian's source package with Debian's Go,
-#                                    and take etcd from Debian; cached, so a second run returns at once
+#   scripts/k8s-apiserver.sh build [COMPONENT...]
+#                                    build kube-apiserver (or the named components of v1.20.2: kube-apiserver,
+#                                    kube-controller-manager, kube-scheduler, kubelet, kube-proxy) from Debian's
+#                                    source package with Debian's Go, and take etcd from Debian; cached per
+#                                    component, so a second run returns at once
 #   scripts/k8s-apiserver.sh start   start etcd + kube-apiserver on free loopback ports in a new temporary
 #                                    directory; prints KUBECONFIG=… and RUN=… once the server is ready
 #   scripts/k8s-apiserver.sh env     prints `export KUBECONFIG=…` for the running server
@@ -18,12 +21,19 @@ set -euo pipefail
 CACHE=${WBC_K8S_CACHE:-$HOME/.cache/wbc-k8s}
 BIN=$CACHE/bin
 K8S_DEB_VERSION=${WBC_K8S_DEB_VERSION:-1.20.5+really1.20.2-1.1+deb12u1}
-BUILD_STAMP="kube-apiserver $K8S_DEB_VERSION"
+COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
 log() { echo "k8s-apiserver: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-built() { [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/etcd" ] && [ "$(cat "$CACHE/built.stamp" 2>/dev/null)" = "$BUILD_STAMP" ]; }
+# One stamp per component, "<component> <Debian version>"; kube-apiserver's keeps its historic name.
+stamp_file() { if [ "$1" = kube-apiserver ]; then echo "$CACHE/built.stamp"; else echo "$CACHE/built-$1.stamp"; fi; }
+stamped() { [ "$(cat "$(stamp_file "$1")" 2>/dev/null)" = "$1 $K8S_DEB_VERSION" ]; }
+built() { # component...
+  local c
+  [ -x "$BIN/etcd" ] || return 1
+  for c in "$@"; do [ -x "$BIN/$c" ] && stamped "$c" || return 1; done
+}
 
 # apt with private lists and cache, from the machine's own Debian sources plus their deb-src twins
 apt_private() {
@@ -75,38 +85,57 @@ unpack() {
   touch "$tmp/.wbc-patched" && mv "$tmp" "$CACHE/src"
 }
 
-compile() {
-  local goroot=$CACHE/root/usr/lib/go-1.19 gopath=$CACHE/gopath
+# Local change to the tree: the hostPath provisioner makes its volumes writable by any user, like
+# kind's local-path provisioner, so that non-root pods (fsGroup does not apply to hostPath) can write.
+patch_hostpath() {
+  local f=$CACHE/src/pkg/volume/hostpath/host_path.go
+  grep -q 'os.Chmod(pv.Spec.HostPath.Path, 0777)' "$f" && return
+  sed -i 's|^\treturn pv, os.MkdirAll(pv.Spec.HostPath.Path, 0750)$|\tif err := os.MkdirAll(pv.Spec.HostPath.Path, 0750); err != nil {\n\t\treturn pv, err\n\t}\n\treturn pv, os.Chmod(pv.Spec.HostPath.Path, 0777)|' "$f"
+  grep -q 'os.Chmod(pv.Spec.HostPath.Path, 0777)' "$f" || die "cannot patch $f"
+}
+
+compile() { # component...
+  local goroot=$CACHE/root/usr/lib/go-1.19 gopath=$CACHE/gopath c
   mkdir -p "$CACHE/shim" "$BIN" "$gopath/src/k8s.io"
   printf '#!/bin/sh\nshift\nexec cp -p "$@"\n' > "$CACHE/shim/rsync" && chmod +x "$CACHE/shim/rsync" # k8s wants rsync -pc
   ln -sfn "$CACHE/src" "$gopath/src/k8s.io/kubernetes"
+  patch_hostpath
   local V=k8s.io/kubernetes/vendor/k8s.io
   local LD="-s -w -X $V/component-base/version.gitVersion=v1.20.2 -X $V/component-base/version.gitMajor=1
     -X $V/component-base/version.gitMinor=20 -X $V/client-go/pkg/version.gitVersion=v1.20.2"
-  (
-    export GOROOT=$goroot PATH=$CACHE/shim:$goroot/bin:$PATH GOCACHE=$CACHE/gocache CGO_ENABLED=0 GOPROXY=off HOME=$CACHE
-    cd "$CACHE/src"
-    [ -f .wbc-generated ] || { make generated_files && touch .wbc-generated; }
-    cd "$gopath/src/k8s.io/kubernetes"
-    GOPATH=$gopath GO111MODULE=off go build -ldflags "$LD" -o "$BIN/kube-apiserver.tmp" ./cmd/kube-apiserver
-  )
-  mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
+  for c in "$@"; do
+    stamped "$c" && [ -x "$BIN/$c" ] && continue
+    local started=$SECONDS
+    (
+      export GOROOT=$goroot PATH=$CACHE/shim:$goroot/bin:$PATH GOCACHE=$CACHE/gocache CGO_ENABLED=0 GOPROXY=off HOME=$CACHE
+      cd "$CACHE/src"
+      [ -f .wbc-generated ] || { make generated_files && touch .wbc-generated; }
+      cd "$gopath/src/k8s.io/kubernetes"
+      GOPATH=$gopath GO111MODULE=off go build -ldflags "$LD" -o "$BIN/$c.tmp" "./cmd/$c"
+    )
+    mv "$BIN/$c.tmp" "$BIN/$c"
+    echo "$c $K8S_DEB_VERSION" > "$(stamp_file "$c")"
+    log "built $c in $((SECONDS - started)) s"
+  done
   cp "$CACHE/root/usr/bin/etcd" "$BIN/etcd"
 }
 
-build() {
+build() { # component...
+  local c
+  for c in "$@"; do
+    case " $COMPONENTS " in *" $c "*) ;; *) die "unknown component $c (one of: $COMPONENTS)" ;; esac
+  done
   mkdir -p "$CACHE"
   exec 9> "$CACHE/build.lock"
   flock 9 # `make test` and a test harness may both ask for the build
-  if built; then log "cached in $BIN"; return; fi
+  if built "$@"; then log "cached in $BIN"; return; fi
   local started=$SECONDS
   prepare_apt
-  log "building kube-apiserver v1.20.2 and etcd into $CACHE (about 5 minutes on 2 cores, once)"
+  log "building $* v1.20.2 and etcd into $CACHE (once: on 2 cores about 5 minutes for kube-apiserver, 2 more for the other four)"
   fetch
   unpack
-  compile
-  echo "$BUILD_STAMP" > "$CACHE/built.stamp"
-  log "built in $((SECONDS - started)) s: $("$BIN/kube-apiserver" --version)"
+  compile "$@"
+  log "built in $((SECONDS - started)) s: $("$BIN/$1" --version)"
 }
 
 port_is_free() { ! (exec 3<> "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -167,7 +196,7 @@ KC
 }
 
 start() {
-  built || die "not built yet: run '$0 build' first"
+  built kube-apiserver || die "not built yet: run '$0 build' first"
   local run=${WBC_K8S_RUN:-$(mktemp -d "${TMPDIR:-/tmp}/wbc-k8s.XXXXXX")}
   mkdir -p "$run/certs"
   openssl genrsa -out "$run/sa.key" 2048 2>/dev/null && openssl rsa -in "$run/sa.key" -pubout -out "$run/sa.pub" 2>/dev/null
@@ -221,9 +250,9 @@ stop() {
 }
 
 case "${1:-}" in
-  build) build ;;
+  build) shift; build "${@:-kube-apiserver}" ;;
   start) start ;;
   stop) stop ;;
   env) echo "export KUBECONFIG=$(run_dir)/kubeconfig" ;;
-  *) echo "usage: $0 build|start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build [COMPONENT...]|start|stop|env" >&2; exit 2 ;;
 esac

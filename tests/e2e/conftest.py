@@ -10,7 +10,7 @@ e2e-kind` for kind):
                              kind-config.yaml's mapping of the node port 30800)
   WBC_E2E_NAMESPACE          the namespace of the release (default wbc-e2e; created and deleted)
   WBC_E2E_KEEP=1             leave the release installed after a failure, to look at it
-  WBC_CHAOS_DURATION, WBC_CHAOS_WRITERS, WBC_CHAOS_KEYS, WBC_CHAOS_INTERVAL
+  WBC_CHAOS_DURATION, WBC_CHAOS_INTERVAL, WBC_CHAOS_WRITERS, WBC_CHAOS_KEYS, WBC_CHAOS_RATE
                              the size of the pod-kill chaos (test_4_chaos.py)
 """
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Pod-kill chaos: while a mixed load runs through the API's Service, force-delete random worker, API,
 controller, Redis and PostgreSQL pods, then check every acknowledged write against PostgreSQL.
 Sized by WBC_CHAOS_DURATION (s), WBC_CHAOS_INTERVAL (s between kills), WBC_CHAOS_WRITERS, WBC_CHAOS_KEYS
-(`make chaos-k8s DURATION=… INTERVAL=… WRITERS=… KEYS=…`)."""
+and WBC_CHAOS_RATE (writes/s in all; the control plane shares the machine with the load)
+(`make chaos-k8s DURATION=… INTERVAL=… WRITERS=… KEYS=… RATE=…`)."""
 from __future__ import annotations
 
 import os
@@ -45,11 +46,11 @@ def kill(cluster: Cluster, component: str, rng: random.Random) -> tuple[str, flo
 
 def test_killing_pods_under_load_loses_no_acknowledged_write(release, cluster: Cluster):
     duration, interval = size("DURATION", 60), size("INTERVAL", 8)
-    writers, keys = size("WRITERS", 4), size("KEYS", 300)
+    writers, keys, rate = size("WRITERS", 4), size("KEYS", 300), size("RATE", 200)
     rng = random.Random(int(os.environ.get("WBC_CHAOS_SEED", "7")))
     cluster.wait_cache_ready()
     faults = []
-    with Load(cluster.api_url, writers=writers, keys=keys) as load:
+    with Load(cluster.api_url, writers=writers, keys=keys, rate=rate) as load:
         end = time.monotonic() + duration
         while time.monotonic() < end or len(faults) < len(TARGETS):
             component = TARGETS[len(faults)] if len(faults) < len(TARGETS) else rng.choice(TARGETS)

@@ -2,17 +2,23 @@
 # Builds the wbc images without Docker: a root filesystem with the release binary and the shared
 # libraries it links (as `ldd` lists them), a passwd entry for the non-root user 65532, packed as an
 # OCI image with umoci and exported as a docker-archive with skopeo, ready for
-# `ctr -n k8s.io images import`. The Dockerfile is the same image for users with Docker.
-#   scripts/k8s/images.sh OUT_DIR [TAG]   ->  OUT_DIR/wbc-{api,worker,controller}.tar (k8s.local/NAME:TAG)
+# `ctr -n k8s.io images import`. The Dockerfile is the same image for users with Docker. Then
+# dependency-images.sh builds the chart's Redis and PostgreSQL the same way, from Debian's packages.
+#   scripts/k8s/images.sh OUT_DIR [TAG]   ->  OUT_DIR/wbc-{api,worker,controller}.tar (k8s.local/NAME:TAG),
+#                                             OUT_DIR/redis.tar (k8s.local/redis:7.0),
+#                                             OUT_DIR/postgres.tar (k8s.local/postgres:15)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:?usage: images.sh OUT_DIR [TAG]}
 tag=${2:-dev}
 target=${CARGO_TARGET_DIR:-$root/target}
-for tool in umoci skopeo; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install umoci skopeo" >&2; exit 1; }
-done
+missing=()
+for tool in umoci skopeo; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} with apt-get" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
 (cd "$root" && cargo build --release --quiet -p wbc-api -p wbc-worker -p wbc-controller)
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -43,3 +49,4 @@ build() { # binary
 }
 
 for bin in wbc-api wbc-worker wbc-controller; do build "$bin"; done
+"$root/scripts/k8s/dependency-images.sh" "$out"

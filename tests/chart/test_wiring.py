@@ -257,7 +257,8 @@ def test_the_default_fsync_policy_loses_no_acknowledged_write():
 
 
 def test_without_persistence_the_databases_use_empty_dirs():
-    objs = render_variant(next(v for v in VARIANTS if v.name == "local-node"))
+    off = {"persistence": {"enabled": False}}
+    objs = render({"redis": off, "postgresql": off})
     for name in ("wbc-redis", "wbc-postgresql"):
         statefulset = one(objs, "StatefulSet", name)
         assert "volumeClaimTemplates" not in statefulset["spec"]

@@ -59,7 +59,7 @@ def release(cluster: Cluster, request):
     began = time.monotonic()
     installed = cluster.install()
     seconds = time.monotonic() - began
-    log(f"helm install: release {installed['name']} revision {installed['version']} in {seconds:.1f} s")
+    log(f"helm install: release {installed['name']} revision {installed['revision']} in {seconds:.1f} s")
     yield {"release": installed, "seconds": seconds}
     if request.session.testsfailed and os.environ.get("WBC_E2E_KEEP") == "1":
         log(f"WBC_E2E_KEEP=1: leaving namespace {cluster.namespace} as it is")

@@ -54,9 +54,10 @@ def switch(cluster: Cluster, load: Load, mode: str) -> None:
     assert cache["metadata"]["generation"] > generation
     assert any(s.get("Progressing") == "True" for s in conditions.seen), f"never Progressing: {conditions.seen}"
     assert conditions.seen and conditions.seen[-1].get("Ready") == "True", conditions.seen[-1:]
-    for _ in range(10):  # the Service spreads these over every API pod
-        status, config = cluster.http("GET", "/admin/config")
-        assert (status, config["mode"]) == (200, label), config
+    # pods of the old ReplicaSet serve out their shutdown delay, and kube-proxy may lag a moment behind
+    # the Endpoints: wait until ten answers in a row (spread over the pods) report the new mode
+    wait_for(f"the Service to answer {label} only", lambda: all(
+        cluster.http("GET", "/admin/config")[1].get("mode") == label for _ in range(10)), timeout=60)
     id_ = f"switch-{uuid.uuid4().hex[:8]}"
     status, body = cluster.http("PUT", f"/products/{id_}", {"name": f"after {label}", "price": 2, "quantity": 2})
     assert status == 200, body

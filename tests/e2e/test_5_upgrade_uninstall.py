@@ -2,21 +2,23 @@
 behind and keeps the CRD (helm.sh/resource-policy: keep)."""
 from __future__ import annotations
 
-from cluster import Cluster, is_ready, log, uids, wait_for
+from cluster import Cluster, log, uids, wait_for
 
 
 def test_an_upgrade_rolls_only_what_changed(release, cluster: Cluster):
     cluster.wait_cache_ready()
     cluster.wait_rolled_out()
-    before = {c: uids(cluster.pods(c)) for c in ("api", "worker", "controller", "redis", "postgresql")}
+    components = ("api", "worker", "controller", "redis", "postgresql")
+    # pods of an earlier rollout may still be shutting down: only the live ones count
+    before = wait_for("no pod shutting down", lambda: (live := {c: uids(cluster.live_pods(c)) for c in components})
+                      and all(uids(cluster.pods(c)) == live[c] for c in components) and live)
     upgraded = cluster.upgrade({"worker": {"flushConcurrency": 3}})
-    log(f"helm upgrade: revision {upgraded['version']}")
+    log(f"helm upgrade: revision {upgraded['revision']}")
     cluster.kubectl("rollout", "status", f"deployment/{cluster.release}-worker", "--timeout=300s", timeout=310)
     env = cluster.get("deployment", f"{cluster.release}-worker")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "FLUSH_CONCURRENCY", "value": "3"} in env
-    after = {c: uids(cluster.pods(c)) for c in before}
-    workers = [p for p in cluster.pods("worker") if is_ready(p)]
-    assert workers and not uids(workers) & before["worker"], "the worker pods were replaced"
+    after = {c: uids(cluster.live_pods(c)) for c in components}
+    assert after["worker"] and not after["worker"] & before["worker"], "the worker pods were replaced"
     for component in ("api", "controller", "redis", "postgresql"):
         assert after[component] == before[component], f"{component} pods were replaced by an unrelated change"
     cluster.wait_cache_ready()

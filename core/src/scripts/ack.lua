@@ -8,10 +8,19 @@ for i = 4, #ARGV, 3 do table.insert(all, ARGV[i]) end
 if #all == 0 then
   return 0
 end
-local owners = chunked('HMGET', KEYS[4], all, 1000)
+-- Up to 512 leases are a listpack, where HMGET scans the whole hash for each field: when the
+-- hash is not much larger than the batch, reading it once is cheaper.
+local owner = {}
+if redis.call('HLEN', KEYS[4]) <= 4 * #all then
+  local flat = redis.call('HGETALL', KEYS[4])
+  for i = 1, #flat, 2 do owner[flat[i]] = flat[i + 1] end
+else
+  local owners = chunked('HMGET', KEYS[4], all, 1000)
+  for n, id in ipairs(all) do owner[id] = owners[n] end
+end
 local mine, at = {}, {}
 for n, id in ipairs(all) do
-  if owners[n] == ARGV[1] then
+  if owner[id] == ARGV[1] then
     table.insert(mine, id)
     table.insert(at, 4 + 3 * (n - 1))
   end

@@ -4,7 +4,7 @@
 -- TTL; one that PostgreSQL refused as older than its row is dropped, so reads go to PostgreSQL.
 -- Returns the number of keys acknowledged.
 local all = {}
-for i = 4, #ARGV, 3 do table.insert(all, ARGV[i]) end
+for i = 4, #ARGV, 3 do all[(i - 1) / 3] = ARGV[i] end
 if #all == 0 then
   return 0
 end
@@ -21,8 +21,8 @@ end
 local mine, at = {}, {}
 for n, id in ipairs(all) do
   if owner[id] == ARGV[1] then
-    table.insert(mine, id)
-    table.insert(at, 4 + 3 * (n - 1))
+    at[#mine + 1] = 4 + 3 * (n - 1)
+    mine[#mine + 1] = id
   end
 end
 if #mine == 0 then

@@ -1,6 +1,6 @@
 use clap::Parser;
 
-// Every request and batch allocates many small objects; mimalloc serves them with less CPU than glibc.
+// Every request allocates many small objects; mimalloc serves them with less CPU than glibc.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

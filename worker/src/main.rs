@@ -1,9 +1,5 @@
 use clap::Parser;
 
-// Every request and batch allocates many small objects; mimalloc serves them with less CPU than glibc.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wbc_worker::Args::parse().run().await

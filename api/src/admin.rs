@@ -31,7 +31,7 @@ async fn queue(State(state): State<AppState>) -> Result<Json<QueueStats>> {
 }
 
 async fn config(State(state): State<AppState>) -> Json<Pipeline> {
-    Json(state.pipeline.as_ref().clone())
+    Json(state.pipeline.clone())
 }
 
 #[derive(Serialize)]

@@ -42,13 +42,24 @@ pub struct Args {
     pub log: LogArgs,
 }
 
-/// Shared state of the handlers.
+/// Shared state of the handlers. Every request clones it (once per layer), so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What the handlers share, behind [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub pool: wbc_core::PgPool,
-    pub pipeline: Arc<Pipeline>,
+    pub pipeline: Pipeline,
     pub metrics: ApiMetrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The whole API, operational endpoints included.
@@ -83,7 +94,7 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     let redis = Store::connect(&store.redis_url).await?;
     let pool = db::connect(&store.database_url, store.database_max_connections).await?;
     db::migrate(&pool).await?;
-    let state = AppState { store: redis.clone(), pool: pool.clone(), pipeline: Arc::new(pipeline), metrics };
+    let state = AppState(Arc::new(Shared { store: redis.clone(), pool: pool.clone(), pipeline, metrics }));
     let ops = Arc::new(ops::Ops::new(registry, queue, redis, pool));
     Ok((state, ops))
 }

@@ -9,8 +9,9 @@ local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 if current > tonumber(ARGV[4]) then
   return 0
 end
-local _, now_ms = next_version(KEYS[1], KEYS[4])
-local vmax = tonumber(redis.call('HGET', KEYS[1], 'vmax') or '0')
+local last = redis.call('HGET', KEYS[1], 'vmax')
+local _, now_ms = next_version(last, KEYS[4])
+local vmax = tonumber(last or '0')
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', ARGV[4])
 if vmax < tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'vmax', ARGV[4])

@@ -2,30 +2,36 @@
 -- Stores the value, issues its version and marks the key dirty, atomically. The traceparents of
 -- the writes a flush will coalesce are kept (at most 32), so the flush can link to each of them.
 -- Returns {version, coalesced (0/1)} or {-1, capacity} when the queue is full.
-local version, now_ms = next_version(KEYS[1], KEYS[3])
-local dirty_since = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not dirty_since then
+-- Every write costs Redis time, so the script makes as few calls as it can.
+local cur = redis.call('HMGET', KEYS[1], 'vmax', 'version', 'traceparents')
+local version, now_ms = next_version(cur[1], KEYS[3])
+local coalesced = redis.call('ZADD', KEYS[2], 'NX', now_ms, ARGV[1]) == 0
+if not coalesced then
   local capacity = tonumber(ARGV[4])
-  if redis.call('ZCARD', KEYS[2]) >= capacity then
+  if redis.call('ZCARD', KEYS[2]) > capacity then
+    redis.call('ZREM', KEYS[2], ARGV[1])
     return {-1, capacity}
   end
-  redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
 end
 local v = string.format('%d', version)
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v)
-redis.call('PERSIST', KEYS[1])
-local tp = ARGV[5]
-if tp == '' then
-  if not dirty_since then redis.call('HDEL', KEYS[1], 'traceparents') end
-elseif dirty_since then
-  local tps = redis.call('HGET', KEYS[1], 'traceparents')
-  if not tps then
-    tps = tp
-  elseif select(2, string.gsub(tps, ',', '')) < 31 then
-    tps = tps .. ',' .. tp
+local fields = {'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v}
+local tp, tps = ARGV[5], cur[3]
+if tp ~= '' then
+  if coalesced and tps then
+    if select(2, string.gsub(tps, ',', '')) < 31 then
+      tp = tps .. ',' .. tp
+    else
+      tp = tps
+    end
   end
-  redis.call('HSET', KEYS[1], 'traceparents', tps)
-else
-  redis.call('HSET', KEYS[1], 'traceparents', tp)
+  table.insert(fields, 'traceparents')
+  table.insert(fields, tp)
+elseif tps and not coalesced then
+  redis.call('HDEL', KEYS[1], 'traceparents')
 end
-return {v, dirty_since and 1 or 0}
+redis.call('HSET', KEYS[1], unpack(fields))
+-- Only a cached clean value has a TTL, and such a hash has a version (a new key has neither).
+if cur[1] or cur[2] then
+  redis.call('PERSIST', KEYS[1])
+end
+return {v, coalesced and 1 or 0}

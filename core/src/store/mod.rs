@@ -27,7 +27,8 @@ mod dead_letter;
 
 pub use dead_letter::{DeadLetter, Replayed, replay};
 
-const PRELUDE: &str = include_str!("../scripts/version.lua");
+const VERSION_PRELUDE: &str = include_str!("../scripts/version.lua");
+const CHUNKED_PRELUDE: &str = include_str!("../scripts/chunked.lua");
 
 struct Scripts {
     write: Script,
@@ -42,16 +43,17 @@ struct Scripts {
 
 impl Scripts {
     fn load() -> Self {
-        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+        let versioned = |body: &str| Script::new(&format!("{VERSION_PRELUDE}\n{body}"));
+        let chunked = |body: &str| Script::new(&format!("{CHUNKED_PRELUDE}\n{body}"));
         Self {
-            write: with_prelude(include_str!("../scripts/write.lua")),
-            reserve: with_prelude(include_str!("../scripts/reserve.lua")),
+            write: versioned(include_str!("../scripts/write.lua")),
+            reserve: versioned(include_str!("../scripts/reserve.lua")),
             set_clean: Script::new(include_str!("../scripts/set_clean.lua")),
-            claim: Script::new(include_str!("../scripts/claim.lua")),
-            ack: Script::new(include_str!("../scripts/ack.lua")),
+            claim: chunked(include_str!("../scripts/claim.lua")),
+            ack: chunked(include_str!("../scripts/ack.lua")),
             release: Script::new(include_str!("../scripts/release.lua")),
             dead_letter: Script::new(include_str!("../scripts/dead_letter.lua")),
-            replay: with_prelude(include_str!("../scripts/replay.lua")),
+            replay: versioned(include_str!("../scripts/replay.lua")),
         }
     }
 }

@@ -43,6 +43,7 @@ class ConditionLog:
 def switch(cluster: Cluster, load: Load, mode: str) -> None:
     label = LABELS[mode]
     generation = cluster.cache()["metadata"]["generation"]
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
     began = time.monotonic()
     with ConditionLog(cluster) as conditions:
         cluster.kubectl("patch", "wbc", cluster.release, "--type=merge", "-p", json.dumps({"spec": {"mode": mode}}))
@@ -67,6 +68,8 @@ def switch(cluster: Cluster, load: Load, mode: str) -> None:
         assert rows == [[str(body["version"])]], "a write-through write is in PostgreSQL when acknowledged"
     else:
         assert body["source"] == "cache", body
+    events = cluster.event_reasons_since(since)
+    assert {"ConfigApplied", "RolloutStarted", "RolloutComplete"} <= set(events), events
     failed = load.ledger.failures_between(began, time.monotonic())
     log(f"switch to {mode}: {seconds:.1f} s from the patch to the finished rollout, "
         f"{len(failed)} failed requests during it ({load.ledger.acked} writes acknowledged so far)")

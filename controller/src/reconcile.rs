@@ -8,7 +8,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder},
+        events::{Event, EventType, Recorder, Reporter},
     },
 };
 use serde_json::json;
@@ -37,7 +37,8 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Who publishes the events.
+    pub reporter: Reporter,
     pub metrics: Metrics,
     /// Asks the target pods for their health.
     pub http: reqwest::Client,
@@ -171,7 +172,9 @@ pub(crate) async fn publish(
 ) -> Result<()> {
     let event =
         Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
-    ctx.recorder.publish(&event, &wbc.object_ref(&())).await?;
+    // events are published on transitions only, so each is its own: a shared Recorder would fold one into
+    // an earlier event of the same reason (its series keeps the earlier note)
+    Recorder::new(ctx.client.clone(), ctx.reporter.clone()).publish(&event, &wbc.object_ref(&())).await?;
     ctx.metrics.wrote("event");
     Ok(())
 }

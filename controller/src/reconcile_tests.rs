@@ -3,11 +3,7 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
-use kube::{
-    Client, Resource,
-    client::Body,
-    runtime::events::{Recorder, Reporter},
-};
+use kube::{Client, Resource, client::Body, runtime::events::Reporter};
 use serde_json::{Value, json};
 
 use super::*;
@@ -38,12 +34,7 @@ async fn reconcile_against(wbc: WriteBehindCache, script: Vec<Exchange>) -> (Res
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "ns");
     let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: None };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client,
-        metrics: Metrics::new().unwrap(),
-        http: reqwest::Client::new(),
-    });
+    let ctx = Arc::new(Context { reporter, client, metrics: Metrics::new().unwrap(), http: reqwest::Client::new() });
     let server = tokio::spawn(async move {
         let mut bodies = Vec::new();
         for step in script {

@@ -8,7 +8,7 @@ use kube::{
     runtime::{
         Controller,
         controller::Error as ControllerError,
-        events::{Recorder, Reporter},
+        events::Reporter,
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -100,12 +100,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: scope.instance.clone() };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
-        metrics,
-        http: reqwest::Client::new(),
-    });
+    let ctx = Arc::new(Context { reporter, client: client.clone(), metrics, http: reqwest::Client::new() });
     let caches: Api<WriteBehindCache> = scope.api(&client);
     let controller = Controller::new(caches, watcher::Config::default().any_semantic());
     let store = controller.store();

@@ -90,14 +90,14 @@ class Cluster:
         items = self.get("events", "--field-selector", f"involvedObject.name={self.release}")["items"]
         return [e for e in items if e["involvedObject"].get("kind") == "WriteBehindCache"]
 
-    def event_reasons_since(self, since: str) -> list[str]:
-        """Reasons of the cache's events created or repeated at or after `since` (YYYY-MM-DDTHH:MM:SS):
-        a repeated event (same reason and note) updates its series instead of making a new object."""
+    def events_since(self, since: str) -> list[tuple[str, str]]:
+        """(reason, message) of the cache's events created or repeated at or after `since`
+        (YYYY-MM-DDTHH:MM:SS): a repeated event updates its series instead of making a new object."""
         def last(e: dict) -> str:
             times = [e["metadata"].get("creationTimestamp"), e.get("lastTimestamp"), e.get("eventTime"),
                      (e.get("series") or {}).get("lastObservedTime")]
             return max(t[:19] for t in times if t)
-        return [e.get("reason") for e in self.events() if last(e) >= since]
+        return [(e.get("reason"), e.get("message") or e.get("note") or "") for e in self.events() if last(e) >= since]
 
     def wait_cache_ready(self, timeout: float = 300) -> dict:
         def ready():

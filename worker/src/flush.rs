@@ -10,7 +10,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use wbc_core::{
     DeadLetter, FailureKind, Record, db, now_ms,
-    store::{Claimed, Settled},
+    store::{Batch, Claimed, Settled},
     telemetry::context_from_traceparent,
 };
 
@@ -42,23 +42,23 @@ impl Worker {
     /// to the queue and the error is returned for the caller's backoff. When traces are exported,
     /// the flush span links to every write it coalesces, and each write's own trace gets a
     /// `persisted` span that links back to the flush.
-    pub(crate) async fn flush(&self, claimed: Vec<Claimed>) -> Result<(), wbc_core::Error> {
+    pub(crate) async fn flush(&self, batch: Batch) -> Result<(), wbc_core::Error> {
         let span = tracing::info_span!(
             "flush batch",
             otel.kind = "client",
             db.system = "postgresql",
-            batch.keys = claimed.len(),
+            batch.keys = batch.keys.len(),
             worker = %self.token,
         );
         if !self.trace_writes {
-            return self.flush_batch(claimed).instrument(span).await;
+            return self.flush_batch(batch).instrument(span).await;
         }
-        for tp in claimed.iter().flat_map(|c| &c.traceparents) {
+        for tp in batch.keys.iter().flat_map(|c| &c.traceparents) {
             span.add_link(context_from_traceparent(tp).span().span_context().clone());
         }
         let writes: Vec<(String, String)> =
-            claimed.iter().filter_map(|c| Some((c.id.clone(), c.traceparents.last()?.clone()))).collect();
-        let result = self.flush_batch(claimed).instrument(span.clone()).await;
+            batch.keys.iter().filter_map(|c| Some((c.id.clone(), c.traceparents.last()?.clone()))).collect();
+        let result = self.flush_batch(batch).instrument(span.clone()).await;
         if result.is_ok() {
             let flush = span.context().span().span_context().clone();
             for (id, tp) in writes {
@@ -71,8 +71,9 @@ impl Worker {
         result
     }
 
-    async fn flush_batch(&self, claimed: Vec<Claimed>) -> Result<(), wbc_core::Error> {
+    async fn flush_batch(&self, batch: Batch) -> Result<(), wbc_core::Error> {
         let start = Instant::now();
+        let Batch { id: batch, keys: claimed } = batch;
         let mut settled = Vec::with_capacity(claimed.len());
         let mut records = Vec::with_capacity(claimed.len());
         for c in &claimed {
@@ -92,7 +93,7 @@ impl Worker {
                 self.metrics.batches.with_label_values(&["error"]).inc();
                 let ids: Vec<String> = claimed.into_iter().map(|c| c.id).collect();
                 self.retried.lock().expect("retried lock").extend(ids.iter().cloned());
-                if let Err(re) = self.store.release(&self.token, &ids).await {
+                if let Err(re) = self.store.release(&batch).await {
                     // The leases expire and the reaper hands the keys back instead.
                     tracing::warn!(error = %re, "could not hand back a failed batch");
                 }
@@ -100,7 +101,7 @@ impl Worker {
             }
         };
         for (record, error) in &persisted.dead {
-            self.dead_letter(record, error).await?;
+            self.dead_letter(&batch, record, error).await?;
         }
         let dead: HashSet<&str> = persisted.dead.iter().map(|(r, _)| r.id.as_str()).collect();
         let live = records.iter().filter(|r| !dead.contains(r.id.as_str()));
@@ -109,7 +110,7 @@ impl Worker {
             version: r.version,
             stale: !persisted.written.contains(&r.id),
         }));
-        let acked = self.store.ack(&self.token, &settled, self.pipeline.cache_ttl).await?;
+        let acked = self.store.ack(&batch, &settled, self.pipeline.cache_ttl).await?;
         self.record_flush(&claimed, &settled, persisted.written.len() as u64, start);
         if acked < settled.len() as u64 {
             tracing::warn!(lost = settled.len() as u64 - acked, "some leases expired before the batch committed");
@@ -192,7 +193,7 @@ impl Worker {
         Ok(Err(reason))
     }
 
-    async fn dead_letter(&self, record: &Record, error: &str) -> Result<(), wbc_core::Error> {
+    async fn dead_letter(&self, batch: &str, record: &Record, error: &str) -> Result<(), wbc_core::Error> {
         let letter = DeadLetter {
             id: record.id.clone(),
             version: record.version,
@@ -202,7 +203,7 @@ impl Worker {
             attempts: self.pipeline.max_retries + 1,
             failed_at_ms: now_ms(),
         };
-        if self.store.dead_letter(&self.token, &letter).await? {
+        if self.store.dead_letter(batch, &letter).await? {
             self.metrics.records.with_label_values(&["dead_lettered"]).inc();
             tracing::error!(id = %letter.id, version = letter.version, attempts = letter.attempts, %error, "record moved to the dead-letter queue");
         }

@@ -193,13 +193,13 @@ impl Worker {
     /// Claims and flushes one batch. True when a full batch was flushed (more may be due).
     async fn round(&self, stop: &watch::Receiver<bool>) -> Result<bool, wbc_core::Error> {
         let p = &self.pipeline;
-        let claimed = self.store.claim(p.flush_interval, p.batch_size, p.lease_timeout, &self.token).await?;
-        if claimed.is_empty() {
+        let batch = self.store.claim(p.flush_interval, p.batch_size, p.lease_timeout, &self.token).await?;
+        if batch.keys.is_empty() {
             return Ok(false);
         }
-        let full = claimed.len() as u32 == p.batch_size;
-        let ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
-        let flush = self.flush(claimed);
+        let full = batch.keys.len() as u32 == p.batch_size;
+        let id = batch.id.clone();
+        let flush = self.flush(batch);
         tokio::pin!(flush);
         let outcome = tokio::select! {
             r = &mut flush => r,
@@ -208,7 +208,7 @@ impl Worker {
                 match tokio::time::timeout(self.shutdown_grace, &mut flush).await {
                     Ok(r) => r,
                     Err(_) => {
-                        let n = self.store.release(&self.token, &ids).await?;
+                        let n = self.store.release(&id).await?;
                         tracing::warn!(keys = n, "grace period over; batch handed back to the queue");
                         return Ok(false);
                     }

@@ -263,8 +263,9 @@ impl Chaos {
         let Ok(mut redis) = client.get_multiplexed_async_connection().await else { return false };
         let deadline = Instant::now() + within;
         loop {
-            let holders: Vec<String> = redis.hvals(keys::LEASES).await.unwrap_or_default();
-            if holders.iter().any(|h| h == worker) {
+            // A batch is named after the worker that claimed it: `{worker}/…`.
+            let batches: Vec<String> = redis.zrange(keys::LEASES, 0, -1).await.unwrap_or_default();
+            if batches.iter().any(|b| b.strip_prefix(worker).is_some_and(|rest| rest.starts_with('/'))) {
                 return true;
             }
             if Instant::now() >= deadline {

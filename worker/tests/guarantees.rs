@@ -76,11 +76,11 @@ async fn kill_9_of_the_worker_mid_flush_loses_no_acknowledged_write() {
         // Kill the worker the moment it holds claimed keys, so a batch is cut off mid-flush.
         let caught = wait_until(Duration::from_secs(5), || {
             let mut redis = redis.clone();
-            async move { (redis.zcard::<_, u64>(keys::IN_FLIGHT).await.unwrap() > 0).then_some(()) }
+            async move { (redis.scard::<_, u64>(keys::IN_FLIGHT).await.unwrap() > 0).then_some(()) }
         })
         .await;
         worker.kill9();
-        let stranded: u64 = redis.zcard(keys::IN_FLIGHT).await.unwrap();
+        let stranded: u64 = redis.scard(keys::IN_FLIGHT).await.unwrap();
         if caught.is_some() && stranded > 0 {
             kills_mid_flush += 1;
         }
@@ -94,6 +94,36 @@ async fn kill_9_of_the_worker_mid_flush_loses_no_acknowledged_write() {
     assert!(kills_mid_flush >= 1, "no kill caught the worker with keys in flight");
     stack.drained(Duration::from_secs(60)).await;
     assert_all_persisted(&stack, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_in_flight_under_the_per_key_lease_format_come_back_after_an_upgrade() {
+    let stack = Stack::start(&[("flush-interval", "10ms")]).await;
+    let mut redis = stack.redis().await;
+    for i in 0..20 {
+        assert_eq!(stack.put(&format!("old-{i}"), product("old", i)).await.0, 200);
+    }
+    // What a worker of the previous format left when it was killed mid-flush.
+    let dirty: Vec<(String, f64)> = redis.zrange_withscores(keys::DIRTY, 0, -1).await.unwrap();
+    for (id, since) in &dirty {
+        let _: () = redis::pipe()
+            .zrem(keys::DIRTY, id)
+            .zadd(keys::per_key::IN_FLIGHT, id, 1.0)
+            .zadd(keys::per_key::IN_FLIGHT_SINCE, id, *since)
+            .hset(keys::per_key::LEASES, id, "old-worker")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let _worker = stack.spawn_worker("w1");
+    // The queue looks empty until the reaper hands the old leases back, so wait for the rows.
+    let persisted =
+        wait_until(Duration::from_secs(20), || async { (stack.rows().await.len() == 20).then_some(()) }).await;
+    assert!(persisted.is_some(), "keys of the old leases were not persisted: {:?}", stack.rows().await.len());
+    stack.drained(Duration::from_secs(20)).await;
+    let left: u64 =
+        redis.exists(&[keys::per_key::IN_FLIGHT, keys::per_key::IN_FLIGHT_SINCE, keys::per_key::LEASES]).await.unwrap();
+    assert_eq!(left, 0, "the old lease keys are still there");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -223,12 +253,12 @@ async fn sigterm_drains_the_batch_in_flight() {
     let mut redis = stack.redis().await;
     let caught = wait_until(Duration::from_secs(20), || {
         let mut redis = redis.clone();
-        async move { (redis.zcard::<_, u64>(keys::IN_FLIGHT).await.unwrap() > 0).then_some(()) }
+        async move { (redis.scard::<_, u64>(keys::IN_FLIGHT).await.unwrap() > 0).then_some(()) }
     })
     .await;
     assert!(caught.is_some(), "the worker never claimed a batch");
     assert!(worker.terminate(Duration::from_secs(30)), "worker did not exit cleanly on SIGTERM");
-    let in_flight: u64 = redis.zcard(keys::IN_FLIGHT).await.unwrap();
+    let in_flight: u64 = redis.scard(keys::IN_FLIGHT).await.unwrap();
     assert_eq!(in_flight, 0, "SIGTERM left keys in flight");
     let persisted = stack.rows().await.len() as u64;
     let dirty: u64 = redis.zcard(keys::DIRTY).await.unwrap();

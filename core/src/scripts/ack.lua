@@ -1,47 +1,42 @@
--- KEYS: dirty, in-flight, in-flight since, leases.
--- ARGV: worker token, clean ttl ms, product key prefix, then id, version, stale (0/1) triples.
--- Ends the leases this worker still holds. A value not written again becomes clean and gets a
--- TTL; one that PostgreSQL refused as older than its row is dropped, so reads go to PostgreSQL.
+-- KEYS: dirty, in-flight keys, leases, batch since, batch record.
+-- ARGV: batch id, clean ttl ms, product key prefix, the persisted versions as a JSON object of
+-- id to version, then the ids PostgreSQL refused as stale.
+-- Ends a batch's lease if it still holds: every key of the batch is settled (a dead letter has
+-- left it already). A value not written again becomes clean and gets a TTL; a stale one, older
+-- than its row, is dropped so that reads go to PostgreSQL. A key written again since the claim
+-- is back in the dirty set; as values are read after the claim, the flush may have persisted
+-- that very write, and then the key is clean too, instead of being flushed twice.
 -- Returns the number of keys acknowledged.
-local all = {}
-for i = 4, #ARGV, 3 do all[(i - 1) / 3] = ARGV[i] end
-if #all == 0 then
-  return 0
+local record = redis.call('GET', KEYS[5])
+if not record then
+  return 0 -- the lease expired and the reaper handed the keys back
 end
--- Up to 512 leases are a listpack, where HMGET scans the whole hash for each field: when the
--- hash is not much larger than the batch, reading it once is cheaper.
-local owner = {}
-if redis.call('HLEN', KEYS[4]) <= 4 * #all then
-  local flat = redis.call('HGETALL', KEYS[4])
-  for i = 1, #flat, 2 do owner[flat[i]] = flat[i + 1] end
-else
-  local owners = chunked('HMGET', KEYS[4], all, 1000)
-  for n, id in ipairs(all) do owner[id] = owners[n] end
-end
-local mine, at = {}, {}
-for n, id in ipairs(all) do
-  if owner[id] == ARGV[1] then
-    at[#mine + 1] = 4 + 3 * (n - 1)
-    mine[#mine + 1] = id
+local ids = cjson.decode(record)[1]
+local stale = {}
+for i = 5, #ARGV do stale[ARGV[i]] = true end
+chunked('SREM', KEYS[2], ids, 1000)
+local dirty = chunked('ZMSCORE', KEYS[1], ids, 1000)
+local ttl, prefix, versions = ARGV[2], ARGV[3], nil
+for n, id in ipairs(ids) do
+  local key = prefix .. id
+  local clean = not dirty[n]
+  if not clean then
+    versions = versions or cjson.decode(ARGV[4])
+    local v = versions[id]
+    if v and redis.call('HGET', key, 'version') == v then
+      redis.call('ZREM', KEYS[1], id)
+      clean = true
+    end
   end
-end
-if #mine == 0 then
-  return 0
-end
-chunked('ZREM', KEYS[2], mine, 1000)
-chunked('ZREM', KEYS[3], mine, 1000)
-chunked('HDEL', KEYS[4], mine, 1000)
-local dirty = chunked('ZMSCORE', KEYS[1], mine, 1000)
-for n, id in ipairs(mine) do
-  local i = at[n]
-  local version, stale = ARGV[i + 1], ARGV[i + 2]
-  local key = ARGV[3] .. id
-  if not dirty[n] and redis.call('HGET', key, 'version') == version then
-    if stale == '1' then
+  if clean then
+    if stale[id] then
       redis.call('DEL', key)
     else
-      redis.call('PEXPIRE', key, ARGV[2])
+      redis.call('PEXPIRE', key, ttl)
     end
   end
 end
-return #mine
+redis.call('DEL', KEYS[5])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return #ids

@@ -1,42 +1,49 @@
--- KEYS: dirty, in-flight, in-flight since, leases.
--- ARGV: flush interval ms, batch size, lease ms, worker token, product key prefix.
--- Moves up to a batch of keys dirty for at least the flush interval, and not in flight
--- with another worker, to the in-flight set under this worker's lease.
--- Returns a flat list of {id, data, deleted, version, dirty since ms, traceparents} per key.
+-- KEYS: dirty, in-flight keys, leases, batch since, batch record.
+-- ARGV: flush interval ms, batch size, lease ms, batch id.
+-- Moves up to a batch of keys dirty for at least the flush interval, and not in flight in
+-- another batch, into a new batch under a lease: one record and two sorted-set entries per
+-- batch, so that the per-key work is the dirty-set removal and the in-flight set. The values
+-- are read afterwards, outside the script, which costs Redis less than a call per key here.
+-- Returns a flat list of {id, dirty since ms} per key.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due_by = now - tonumber(ARGV[1])
 local batch = tonumber(ARGV[2])
-local scan = batch + redis.call('ZCARD', KEYS[2])
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'WITHSCORES', 'LIMIT', 0, scan)
-if #due == 0 then
+-- Plain indexing: table.insert and # cost more, and these loops run once per key.
+local ids, sinces, n, scanned, skipped = {}, {}, 0, 0, 0
+while n < batch do
+  local want = batch - n
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', due_by, 'WITHSCORES', 'LIMIT', scanned, want)
+  local found = #due / 2
+  if found == 0 then break end
+  local candidates = {}
+  for i = 1, found do candidates[i] = due[2 * i - 1] end
+  local busy = chunked('SMISMEMBER', KEYS[2], candidates, 1000)
+  for i = 1, found do
+    if busy[i] == 0 then
+      n = n + 1
+      ids[n], sinces[n] = candidates[i], due[2 * i]
+    else
+      skipped = skipped + 1
+    end
+  end
+  scanned = scanned + found
+  if found < want then break end
+end
+if n == 0 then
   return {}
 end
-local candidates = {}
-for i = 1, #due, 2 do candidates[(i + 1) / 2] = due[i] end
-local busy = chunked('ZMSCORE', KEYS[2], candidates, 1000)
--- Plain indexing: table.insert and # cost more, and this loop runs once per key.
-local ids, deadlines, sinces, leases, out = {}, {}, {}, {}, {}
-local deadline = string.format('%d', now + tonumber(ARGV[3]))
-local token, prefix, n = ARGV[4], ARGV[5], 0
-for i, id in ipairs(candidates) do
-  if n >= batch then break end
-  if not busy[i] then
-    local since = due[2 * i]
-    n = n + 1
-    ids[n] = id
-    deadlines[2 * n - 1], deadlines[2 * n] = deadline, id
-    sinces[2 * n - 1], sinces[2 * n] = since, id
-    leases[2 * n - 1], leases[2 * n] = id, token
-    local rec = redis.call('HMGET', prefix .. id, 'data', 'deleted', 'version', 'traceparents')
-    local o = 6 * (n - 1)
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] =
-      id, rec[1] or '', rec[2] or '', rec[3] or '', since, rec[4] or ''
-  end
-end
-if n > 0 then
+if skipped == 0 then
+  -- The batch is the head of the dirty set: one range removal instead of a lookup per key.
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
+else
   chunked('ZREM', KEYS[1], ids, 1000)
-  chunked('ZADD', KEYS[2], deadlines, 1000)
-  chunked('ZADD', KEYS[3], sinces, 1000)
-  chunked('HSET', KEYS[4], leases, 1000)
 end
+chunked('SADD', KEYS[2], ids, 1000)
+local out = {}
+for i = 1, n do out[2 * i - 1], out[2 * i] = ids[i], sinces[i] end
+redis.call('SET', KEYS[5], cjson.encode({ids, sinces}))
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[4])
+-- Keys are claimed oldest first, so the first one's time is the batch's oldest.
+redis.call('ZADD', KEYS[4], sinces[1], ARGV[4])
 return out

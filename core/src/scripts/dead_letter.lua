@@ -1,10 +1,24 @@
--- KEYS: in-flight, in-flight since, leases, dead letters. ARGV: worker token, id, dead-letter record.
--- Parks a record that keeps failing and ends its lease, atomically. Returns 1 if the lease was ours.
-if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[1] then
+-- KEYS: in-flight keys, batch since, dead letters, batch record.
+-- ARGV: batch id, id, dead-letter record.
+-- Parks a record that keeps failing and takes its key out of the batch, atomically, so that
+-- neither the ack nor the reaper hands it back. Returns 1 if the batch's lease still held.
+local record = redis.call('GET', KEYS[4])
+if not record then
   return 0
 end
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('LPUSH', KEYS[4], ARGV[3])
-return 1
+local batch = cjson.decode(record)
+local ids, sinces = batch[1], batch[2]
+for i, id in ipairs(ids) do
+  if id == ARGV[2] then
+    table.remove(ids, i)
+    table.remove(sinces, i)
+    redis.call('SET', KEYS[4], cjson.encode({ids, sinces}))
+    if #ids > 0 then
+      redis.call('ZADD', KEYS[2], sinces[1], ARGV[1])
+    end
+    redis.call('SREM', KEYS[1], ARGV[2])
+    redis.call('LPUSH', KEYS[3], ARGV[3])
+    return 1
+  end
+end
+return 0

@@ -1,24 +1,42 @@
--- KEYS: dirty, in-flight, in-flight since, leases. ARGV: worker token ('' for any), then ids.
--- Hands keys back to the dirty set with their first-dirtied time. With an empty token and no
--- ids, it reaps every lease whose deadline has passed. Returns the number of keys handed back.
-local ids = {}
-if #ARGV > 1 then
-  for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
+-- KEYS: dirty, in-flight keys, leases, batch since, then the in-flight, in-flight since and
+-- leases keys of the per-key format before batches.
+-- ARGV: batch record key prefix, then a batch id; without one, every batch whose lease has
+-- expired, and any lease of the old format.
+-- Hands a batch's keys back to the dirty set with their first-dirtied time. Returns the number
+-- of keys handed back.
+local batches, n = {}, 0
+if ARGV[2] then
+  batches[1] = ARGV[2]
 else
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 10000)
-end
-local n = 0
-for _, id in ipairs(ids) do
-  if ARGV[1] == '' or redis.call('HGET', KEYS[4], id) == ARGV[1] then
-    local since = redis.call('ZSCORE', KEYS[3], id)
-    if redis.call('ZREM', KEYS[2], id) == 1 then
-      redis.call('ZADD', KEYS[1], 'LT', since or 0, id)
-      n = n + 1
-    end
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HDEL', KEYS[4], id)
+  batches = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+  -- Keys claimed by a worker of the previous format, which no reaper of that format will return.
+  local old = redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')
+  for i = 1, #old, 2 do
+    redis.call('ZADD', KEYS[1], 'LT', old[i + 1], old[i])
+    n = n + 1
   end
+  if #old > 0 or redis.call('EXISTS', KEYS[5], KEYS[7]) > 0 then
+    redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
+  end
+end
+for _, id in ipairs(batches) do
+  local record = redis.call('GET', ARGV[1] .. id)
+  if record then
+    local batch = cjson.decode(record)
+    local ids, sinces = batch[1], batch[2]
+    local held = chunked('SMISMEMBER', KEYS[2], ids, 1000)
+    for i, key in ipairs(ids) do
+      if held[i] == 1 then
+        redis.call('ZADD', KEYS[1], 'LT', sinces[i], key)
+        n = n + 1
+      end
+    end
+    chunked('SREM', KEYS[2], ids, 1000)
+    redis.call('DEL', ARGV[1] .. id)
+  end
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
 end
 return n

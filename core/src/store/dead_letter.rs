@@ -30,16 +30,17 @@ pub struct Replayed {
 }
 
 impl Store {
-    /// Parks a failing record in the dead-letter list and ends its lease; false if the lease was lost.
-    pub async fn dead_letter(&self, token: &str, letter: &DeadLetter) -> Result<bool> {
+    /// Parks a failing record in the dead-letter list and takes it out of its batch; false if
+    /// the batch's lease was lost.
+    pub async fn dead_letter(&self, batch: &str, letter: &DeadLetter) -> Result<bool> {
         let parked: i64 = self
             .scripts
             .dead_letter
             .key(keys::IN_FLIGHT)
-            .key(keys::IN_FLIGHT_SINCE)
-            .key(keys::LEASES)
+            .key(keys::BATCHES_SINCE)
             .key(keys::DEAD_LETTERS)
-            .arg(token)
+            .key(keys::batch(batch))
+            .arg(batch)
             .arg(&letter.id)
             .arg(serde_json::to_string(letter).expect("dead letter serializes"))
             .invoke_async(&mut self.conn.clone())

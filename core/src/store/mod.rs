@@ -1,5 +1,5 @@
 //! The Redis side: the cache, the dirty-key queue, in-flight leases and the dead-letter list.
-use std::time::Duration;
+use std::{fmt::Write, time::Duration};
 
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
@@ -10,9 +10,14 @@ use crate::{Error, ProductInput, Record, Result};
 pub mod keys {
     pub const PRODUCT_PREFIX: &str = "write_behind:product:";
     pub const DIRTY: &str = "write_behind:dirty";
-    pub const IN_FLIGHT: &str = "write_behind:inflight";
-    pub const IN_FLIGHT_SINCE: &str = "write_behind:inflight_since";
-    pub const LEASES: &str = "write_behind:leases";
+    /// SET of the keys claimed in some batch.
+    pub const IN_FLIGHT: &str = "write_behind:inflight_keys";
+    /// ZSET of claimed batches by lease deadline (ms).
+    pub const LEASES: &str = "write_behind:batches";
+    /// ZSET of claimed batches by the first-dirtied time of their oldest key (ms).
+    pub const BATCHES_SINCE: &str = "write_behind:batches_since";
+    /// Prefix of a batch's record: its keys and their first-dirtied times.
+    pub const BATCH_PREFIX: &str = "write_behind:batch:";
     pub const VERSION_FLOOR: &str = "write_behind:version_floor";
     pub const EPOCH: &str = "write_behind:epoch";
     pub const DATA_LOSS_AT: &str = "write_behind:data_loss_at_ms";
@@ -20,6 +25,17 @@ pub mod keys {
 
     pub fn product(id: &str) -> String {
         format!("{PRODUCT_PREFIX}{id}")
+    }
+
+    pub fn batch(id: &str) -> String {
+        format!("{BATCH_PREFIX}{id}")
+    }
+
+    /// The per-key lease keys used before batches; the reaper hands back what they still hold.
+    pub mod per_key {
+        pub const IN_FLIGHT: &str = "write_behind:inflight";
+        pub const IN_FLIGHT_SINCE: &str = "write_behind:inflight_since";
+        pub const LEASES: &str = "write_behind:leases";
     }
 }
 
@@ -51,7 +67,7 @@ impl Scripts {
             set_clean: Script::new(include_str!("../scripts/set_clean.lua")),
             claim: chunked(include_str!("../scripts/claim.lua")),
             ack: chunked(include_str!("../scripts/ack.lua")),
-            release: Script::new(include_str!("../scripts/release.lua")),
+            release: chunked(include_str!("../scripts/release.lua")),
             dead_letter: Script::new(include_str!("../scripts/dead_letter.lua")),
             replay: versioned(include_str!("../scripts/replay.lua")),
         }
@@ -93,6 +109,14 @@ pub struct Claimed {
     pub traceparents: Vec<String>,
 }
 
+/// Keys claimed together under one lease, settled or handed back together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Names the lease: the worker's token and a number of its own.
+    pub id: String,
+    pub keys: Vec<Claimed>,
+}
+
 /// A claimed key whose flush is over.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settled {
@@ -107,6 +131,10 @@ pub struct Settled {
 pub struct Store {
     conn: ConnectionManager,
     scripts: std::sync::Arc<Scripts>,
+    /// Numbers this store's batches; with `instance`, unique across restarts of a worker that
+    /// keeps its name and across a loss of Redis data, unlike a Redis counter.
+    batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    instance: u32,
 }
 
 /// What the hash holds besides the version: the product fields, or nothing for a tombstone.
@@ -115,6 +143,27 @@ fn encode(input: Option<&ProductInput>) -> (String, &'static str) {
         Some(p) => (serde_json::to_string(p).expect("product serializes"), "0"),
         None => (String::new(), "1"),
     }
+}
+
+/// `{"id": "version", …}`: versions as strings, as Redis holds them. The ack script decodes it
+/// only when a key was written again during its flush.
+fn versions_json(done: &[Settled]) -> String {
+    let mut json = String::with_capacity(done.len() * 40 + 2);
+    json.push('{');
+    for (n, s) in done.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        json.push_str(&serde_json::to_string(&s.id).expect("a string serializes"));
+        let _ = write!(json, ":\"{}\"", s.version);
+    }
+    json.push('}');
+    json
+}
+
+fn release_keys(inv: &mut redis::ScriptInvocation<'_>) {
+    inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::LEASES).key(keys::BATCHES_SINCE);
+    inv.key(keys::per_key::IN_FLIGHT).key(keys::per_key::IN_FLIGHT_SINCE).key(keys::per_key::LEASES);
 }
 
 fn decode(id: &str, data: &str, deleted: &str, version: &str) -> Result<Record> {
@@ -136,7 +185,12 @@ impl Store {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self { conn, scripts: std::sync::Arc::new(Scripts::load()) })
+        Ok(Self {
+            conn,
+            scripts: std::sync::Arc::new(Scripts::load()),
+            batches: Default::default(),
+            instance: rand::random(),
+        })
     }
 
     /// A connection for commands the store does not wrap.
@@ -224,83 +278,93 @@ impl Store {
         }
     }
 
-    /// Claims up to `batch_size` due keys under this worker's lease.
+    /// Claims up to `batch_size` due keys as one batch under this worker's lease.
     pub async fn claim(
         &self,
         flush_interval: Duration,
         batch_size: u32,
         lease: Duration,
         token: &str,
-    ) -> Result<Vec<Claimed>> {
+    ) -> Result<Batch> {
+        let n = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{token}/{:08x}/{n}", self.instance);
         let flat: Vec<String> = self
             .scripts
             .claim
             .key(keys::DIRTY)
             .key(keys::IN_FLIGHT)
-            .key(keys::IN_FLIGHT_SINCE)
             .key(keys::LEASES)
+            .key(keys::BATCHES_SINCE)
+            .key(keys::batch(&id))
             .arg(flush_interval.as_millis() as u64)
             .arg(batch_size)
             .arg(lease.as_millis() as u64)
-            .arg(token)
-            .arg(keys::PRODUCT_PREFIX)
+            .arg(&id)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        flat.chunks_exact(6)
-            .map(|c| {
-                let record = match c[3].as_str() {
-                    "" => None,
-                    version => Some(decode(&c[0], &c[1], &c[2], version)?),
+        if flat.is_empty() {
+            return Ok(Batch { id, keys: Vec::new() });
+        }
+        // Read after the claim, not in it: a write in between is newer and queues the key again;
+        // the flush persists the newer value, and the ack, seeing that version in Redis, takes
+        // the key off the queue again.
+        let mut pipe = redis::pipe();
+        for c in flat.chunks_exact(2) {
+            pipe.cmd("HMGET").arg(keys::product(&c[0])).arg(&["data", "deleted", "version", "traceparents"]);
+        }
+        type Fields = (Option<String>, Option<String>, Option<String>, Option<String>);
+        let values: Vec<Fields> = pipe.query_async(&mut self.conn.clone()).await?;
+        let keys = flat
+            .chunks_exact(2)
+            .zip(values)
+            .map(|(c, (data, deleted, version, traceparents))| {
+                let record = match version {
+                    None => None,
+                    Some(v) => Some(decode(&c[0], &data.unwrap_or_default(), &deleted.unwrap_or_default(), &v)?),
                 };
-                let dirty_since_ms = c[4].parse::<f64>().unwrap_or(0.0) as u64;
-                let traceparents = c[5].split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
+                let dirty_since_ms = c[1].parse::<f64>().unwrap_or(0.0) as u64;
+                let traceparents = traceparents
+                    .iter()
+                    .flat_map(|t| t.split(','))
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect();
                 Ok(Claimed { id: c[0].clone(), record, dirty_since_ms, traceparents })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(Batch { id, keys })
     }
 
-    /// Acknowledges settled keys; returns how many leases were still ours.
-    pub async fn ack(&self, token: &str, done: &[Settled], clean_ttl: Duration) -> Result<u64> {
+    /// Acknowledges a batch and ends its lease: every key still in it is settled, and `done`
+    /// gives their versions and which were stale. Returns how many keys were acknowledged: 0 when the lease was lost.
+    pub async fn ack(&self, batch: &str, done: &[Settled], clean_ttl: Duration) -> Result<u64> {
         let mut inv = self.scripts.ack.prepare_invoke();
-        inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::IN_FLIGHT_SINCE).key(keys::LEASES);
-        inv.arg(token).arg(clean_ttl.as_millis() as u64).arg(keys::PRODUCT_PREFIX);
-        for s in done {
-            inv.arg(&s.id).arg(s.version.to_string()).arg(if s.stale { "1" } else { "0" });
+        inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::LEASES).key(keys::BATCHES_SINCE).key(keys::batch(batch));
+        inv.arg(batch).arg(clean_ttl.as_millis() as u64).arg(keys::PRODUCT_PREFIX).arg(versions_json(done));
+        for s in done.iter().filter(|s| s.stale) {
+            inv.arg(&s.id);
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 
-    /// Hands claimed keys back to the dirty set, keeping their first-dirtied time.
-    pub async fn release(&self, token: &str, ids: &[String]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
+    /// Hands a claimed batch back to the dirty set, keeping its keys' first-dirtied times.
+    pub async fn release(&self, batch: &str) -> Result<u64> {
         let mut inv = self.scripts.release.prepare_invoke();
-        inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::IN_FLIGHT_SINCE).key(keys::LEASES);
-        inv.arg(token);
-        for id in ids {
-            inv.arg(id);
-        }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+        release_keys(&mut inv);
+        Ok(inv.arg(keys::BATCH_PREFIX).arg(batch).invoke_async(&mut self.conn.clone()).await?)
     }
 
-    /// Returns keys whose lease has expired (their worker died) to the dirty set.
+    /// Returns the keys of batches whose lease has expired (their worker died) to the dirty set.
     pub async fn reap_expired_leases(&self) -> Result<u64> {
-        Ok(self
-            .scripts
-            .release
-            .key(keys::DIRTY)
-            .key(keys::IN_FLIGHT)
-            .key(keys::IN_FLIGHT_SINCE)
-            .key(keys::LEASES)
-            .arg("")
-            .invoke_async(&mut self.conn.clone())
-            .await?)
+        let mut inv = self.scripts.release.prepare_invoke();
+        release_keys(&mut inv);
+        Ok(inv.arg(keys::BATCH_PREFIX).invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Sizes of the queue and the age of the oldest unpersisted write.
     pub async fn queue_stats(&self) -> Result<QueueStats> {
         type Oldest = Vec<(String, f64)>;
+        // The batches' oldest keys stand for the keys in flight.
         let ((secs, micros), queue_size, in_flight, dead_letters, dirty, since, loss): (
             (u64, u64),
             u64,
@@ -312,10 +376,10 @@ impl Store {
         ) = redis::pipe()
             .cmd("TIME")
             .zcard(keys::DIRTY)
-            .zcard(keys::IN_FLIGHT)
+            .scard(keys::IN_FLIGHT)
             .llen(keys::DEAD_LETTERS)
             .zrange_withscores(keys::DIRTY, 0, 0)
-            .zrange_withscores(keys::IN_FLIGHT_SINCE, 0, 0)
+            .zrange_withscores(keys::BATCHES_SINCE, 0, 0)
             .get(keys::DATA_LOSS_AT)
             .query_async(&mut self.conn.clone())
             .await?;

@@ -62,6 +62,8 @@ e2e() {
   images
   if command -v helm >/dev/null && helm status wbc --namespace "$namespace" >/dev/null 2>&1; then
     helm uninstall wbc --namespace "$namespace" --wait
+    # the kept CRD still names that release; the suite's release (namespace wbc-e2e) installs its own
+    kubectl delete crd writebehindcaches.wbc.dev --ignore-not-found
   fi
   local venv
   venv=$(scripts/chart/venv.sh)

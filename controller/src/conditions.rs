@@ -22,6 +22,8 @@ pub mod reasons {
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
     /// Some target Deployment has not yet replaced its pods.
     pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
+    /// Every pod runs the current configuration, but some are not available (not ready).
+    pub const PODS_UNAVAILABLE: &str = "PodsUnavailable";
     /// The ConfigMap is applied but no Deployment matches the target selector.
     pub const NO_TARGETS: &str = "NoTargets";
     /// The spec breaks a rule of the configuration model.
@@ -55,6 +57,8 @@ pub enum Rollout {
     NoTargets,
     /// These Deployments (by name) have not finished rolling out; `total` are targeted.
     Pending { pending: Vec<String>, total: usize },
+    /// Every Deployment runs the configuration, but these have pods that are not available.
+    Unavailable { unavailable: Vec<String>, total: usize },
     /// All `total` Deployments run the configuration.
     Complete { total: usize },
 }
@@ -110,6 +114,19 @@ pub fn desired(observed: &Observed) -> [Desired; 3] {
                     [
                         d(types::READY, false, reasons::ROLLOUT_IN_PROGRESS, message.clone()),
                         d(types::PROGRESSING, true, reasons::ROLLOUT_IN_PROGRESS, message),
+                        healthy,
+                    ]
+                }
+                Rollout::Unavailable { unavailable, total } => {
+                    let message = format!(
+                        "configuration {short} is on all {total} Deployments, but {} of them have pods that are not \
+                         available: {}",
+                        unavailable.len(),
+                        unavailable.join(", ")
+                    );
+                    [
+                        d(types::READY, false, reasons::PODS_UNAVAILABLE, message.clone()),
+                        d(types::PROGRESSING, false, reasons::PODS_UNAVAILABLE, message),
                         healthy,
                     ]
                 }
@@ -240,6 +257,18 @@ mod tests {
         assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", reasons::INVALID_SPEC));
         assert_eq!(degraded.message, "spec.x: bad");
         assert_eq!(find(&conditions, types::READY).unwrap().status, "False");
+    }
+
+    #[test]
+    fn pods_that_fall_unavailable_after_a_rollout_are_not_a_rollout() {
+        let rollout = Rollout::Unavailable { unavailable: vec!["api".into()], total: 2 };
+        let conditions =
+            merge(&[], desired(&Observed::Applied { hash: "ef".repeat(32), rollout, outages: vec![] }), at(1));
+        for type_ in [types::READY, types::PROGRESSING] {
+            let c = find(&conditions, type_).unwrap();
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reasons::PODS_UNAVAILABLE), "{type_}");
+            assert!(c.message.ends_with("not available: api"), "{}", c.message);
+        }
     }
 
     #[test]

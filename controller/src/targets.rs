@@ -75,25 +75,44 @@ pub fn rollout(deployments: &[Deployment], hash: &str) -> Rollout {
     if deployments.is_empty() {
         return Rollout::NoTargets;
     }
-    let mut pending: Vec<String> = deployments.iter().filter(|d| !rolled_out(d, hash)).map(|d| d.name_any()).collect();
-    pending.sort();
-    match pending.is_empty() {
-        true => Rollout::Complete { total: deployments.len() },
-        false => Rollout::Pending { pending, total: deployments.len() },
+    let names = |state: State| {
+        let mut names: Vec<String> =
+            deployments.iter().filter(|d| state_of(d, hash) == state).map(|d| d.name_any()).collect();
+        names.sort();
+        names
+    };
+    let (pending, unavailable, total) = (names(State::Rolling), names(State::Unavailable), deployments.len());
+    if !pending.is_empty() {
+        Rollout::Pending { pending, total }
+    } else if !unavailable.is_empty() {
+        Rollout::Unavailable { unavailable, total }
+    } else {
+        Rollout::Complete { total }
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Rolling,
+    Unavailable,
+    Done,
+}
+
 /// Rolled out as `kubectl rollout status` sees it: the Deployment controller has seen the current
-/// template, and every replica is updated and available. Without a Deployment controller (an API
-/// server alone) this never becomes true.
-fn rolled_out(deployment: &Deployment, hash: &str) -> bool {
-    let Some(status) = &deployment.status else { return false };
+/// template and every replica is updated; then it is done when every replica is also available.
+/// Without a Deployment controller (an API server alone) it stays rolling.
+fn state_of(deployment: &Deployment, hash: &str) -> State {
+    let Some(status) = &deployment.status else { return State::Rolling };
     let replicas = deployment.spec.replicas.unwrap_or(1);
-    config_hash(deployment) == Some(hash)
+    let updated = config_hash(deployment) == Some(hash)
         && status.observed_generation >= deployment.metadata.generation
         && status.updated_replicas.unwrap_or(0) == replicas
-        && status.replicas.unwrap_or(0) == replicas
-        && status.available_replicas.unwrap_or(0) == replicas
+        && status.replicas.unwrap_or(0) == replicas;
+    match (updated, status.available_replicas.unwrap_or(0) == replicas) {
+        (false, _) => State::Rolling,
+        (true, false) => State::Unavailable,
+        (true, true) => State::Done,
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +152,10 @@ mod tests {
         assert_eq!(rollout(&half, "h"), Rollout::Pending { pending: vec!["api".into()], total: 2 });
         let all = [deployment("worker", "h", 2, done(2)), deployment("api", "h", 2, done(2))];
         assert_eq!(rollout(&all, "h"), Rollout::Complete { total: 2 });
+        let mut blip = done(2);
+        blip.as_mut().unwrap().available_replicas = Some(1);
+        let one_down = [deployment("worker", "h", 2, done(2)), deployment("api", "h", 2, blip)];
+        assert_eq!(rollout(&one_down, "h"), Rollout::Unavailable { unavailable: vec!["api".into()], total: 2 });
         assert_eq!(rollout(&all, "other"), Rollout::Pending { pending: vec!["api".into(), "worker".into()], total: 2 });
     }
 

@@ -178,7 +178,7 @@ pub fn merge(previous: &[Condition], desired: [Desired; 3], now: Timestamp) -> V
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub warning: bool,
-    pub reason: &'static str,
+    pub reason: String,
     pub note: String,
 }
 
@@ -190,26 +190,22 @@ pub fn transitions(previous: &[Condition], current: &[Condition]) -> Vec<Transit
     let (was, now) = (find(previous, types::DEGRADED), find(current, types::DEGRADED));
     if let Some(now) = now.filter(|c| c.status == "True") {
         if !is_true(was) || was.is_some_and(|w| w.reason != now.reason) {
-            let reason = known_reason(&now.reason);
-            out.push(Transition { warning: true, reason, note: now.message.clone() });
+            out.push(Transition { warning: true, reason: now.reason.clone(), note: now.message.clone() });
         }
     } else if is_true(was) {
         let note = now.map_or_else(String::new, |c| c.message.clone());
-        out.push(Transition { warning: false, reason: events::RECOVERED, note });
+        out.push(Transition { warning: false, reason: events::RECOVERED.to_owned(), note });
     }
     if let Some(ready) = find(current, types::READY).filter(|c| c.status == "True")
         && !is_true(find(previous, types::READY))
     {
-        out.push(Transition { warning: false, reason: events::ROLLOUT_COMPLETE, note: ready.message.clone() });
+        out.push(Transition {
+            warning: false,
+            reason: events::ROLLOUT_COMPLETE.to_owned(),
+            note: ready.message.clone(),
+        });
     }
     out
-}
-
-fn known_reason(reason: &str) -> &'static str {
-    [reasons::INVALID_SPEC, reasons::REDIS_UNAVAILABLE, reasons::POSTGRES_UNAVAILABLE, reasons::STORES_UNAVAILABLE]
-        .into_iter()
-        .find(|r| *r == reason)
-        .unwrap_or(types::DEGRADED)
 }
 
 /// A time as metav1.Time writes it: whole seconds, UTC.
@@ -278,14 +274,15 @@ mod tests {
         let down = vec![Outage { dependency: Dependency::Redis, pod: "api-1".into(), error: "refused".into() }];
         let healthy = merge(&[], desired(&observed(vec![])), at(1));
         let reasons_of = |ts: Vec<Transition>| ts.into_iter().map(|t| (t.warning, t.reason)).collect::<Vec<_>>();
-        assert_eq!(reasons_of(transitions(&[], &healthy)), [(false, events::ROLLOUT_COMPLETE)]);
+        let one = |warning: bool, reason: &str| vec![(warning, reason.to_owned())];
+        assert_eq!(reasons_of(transitions(&[], &healthy)), one(false, events::ROLLOUT_COMPLETE));
         assert!(transitions(&healthy, &healthy).is_empty());
         let degraded = merge(&healthy, desired(&observed(down)), at(2));
-        assert_eq!(reasons_of(transitions(&healthy, &degraded)), [(true, reasons::REDIS_UNAVAILABLE)]);
+        assert_eq!(reasons_of(transitions(&healthy, &degraded)), one(true, reasons::REDIS_UNAVAILABLE));
         assert!(transitions(&degraded, &degraded).is_empty());
-        assert_eq!(reasons_of(transitions(&degraded, &healthy)), [(false, events::RECOVERED)]);
+        assert_eq!(reasons_of(transitions(&degraded, &healthy)), one(false, events::RECOVERED));
         let invalid = merge(&degraded, desired(&Observed::Invalid { message: "spec.x: bad".into() }), at(3));
-        assert_eq!(reasons_of(transitions(&degraded, &invalid)), [(true, reasons::INVALID_SPEC)]);
+        assert_eq!(reasons_of(transitions(&degraded, &invalid)), one(true, reasons::INVALID_SPEC));
     }
 
     #[test]

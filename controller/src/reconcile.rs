@@ -156,7 +156,7 @@ async fn update_status(wbc: &WriteBehindCache, namespace: &str, observed: &Obser
     ctx.metrics.wrote("status");
     for t in conditions::transitions(&previous.conditions, &status.conditions) {
         let type_ = if t.warning { EventType::Warning } else { EventType::Normal };
-        publish(wbc, ctx, type_, t.reason, "Reconcile", t.note).await?;
+        publish(wbc, ctx, type_, &t.reason, "Reconcile", t.note).await?;
     }
     Ok(())
 }

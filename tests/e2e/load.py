@@ -32,7 +32,6 @@ class Ledger:
         self.keys: dict[str, KeyLog] = {}
         self.acked = 0
         self.failures: list[Failure] = []
-        self.first_ack_after: dict[str, float] = {}
 
     def ack(self, id_: str, version: int, fields: tuple | None) -> None:
         with self.lock:

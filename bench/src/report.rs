@@ -185,7 +185,7 @@ fn drain_section(s: &mut String, d: Option<&DrainResult>, charts: &[Chart]) {
     );
     let _ = writeln!(
         s,
-        "| the worker's statement (`wbc_core::db::upsert`, UNNEST of bound arrays, RETURNING id) in a loop, no Redis | {:.0} | {:.2} |",
+        "| the worker's statement (`wbc_core::db::upsert`, UNNEST of bound arrays, returning the stale ids) in a loop, no Redis | {:.0} | {:.2} |",
         d.direct_rows_per_s,
         d.direct_rows_per_s / d.batched.rows_per_s
     );

@@ -29,7 +29,8 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 
 /// Writes a batch in one statement. A row only replaces an older version, so retries,
 /// duplicates and reclaimed work never put an old value over a new one.
-/// Returns the ids of the rows written; the others were stale.
+/// Returns the ids of the rows not written because PostgreSQL held the same or a newer version
+/// (stale): rare, so the statement sends back only those, not every row it wrote.
 pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
     let mut ids = Vec::with_capacity(records.len());
     let mut names = Vec::with_capacity(records.len());
@@ -46,13 +47,17 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
         deleted.push(r.deleted);
     }
     Ok(sqlx::query_scalar(
-        "INSERT INTO products (id, name, price, quantity, version, deleted) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::int8[], $5::int8[], $6::bool[]) \
-         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
-           quantity = EXCLUDED.quantity, version = EXCLUDED.version, deleted = EXCLUDED.deleted, \
-           updated_at = now() \
-         WHERE products.version < EXCLUDED.version \
-         RETURNING id",
+        "WITH batch AS ( \
+           SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[], $4::int8[], $5::int8[], $6::bool[]) \
+             AS b (id, name, price, quantity, version, deleted)), \
+         written AS ( \
+           INSERT INTO products (id, name, price, quantity, version, deleted) SELECT * FROM batch \
+           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
+             quantity = EXCLUDED.quantity, version = EXCLUDED.version, deleted = EXCLUDED.deleted, \
+             updated_at = now() \
+           WHERE products.version < EXCLUDED.version \
+           RETURNING id) \
+         SELECT id FROM batch WHERE id NOT IN (SELECT id FROM written)",
     )
     .bind(&ids)
     .bind(&names)

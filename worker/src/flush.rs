@@ -33,8 +33,12 @@ impl From<wbc_core::Error> for Failure {
 /// What became of a batch that did not fail transiently.
 #[derive(Default)]
 struct Persisted {
-    written: HashSet<String>,
-    dead: Vec<(Record, String)>,
+    /// Rows written.
+    written: u64,
+    /// Ids PostgreSQL refused as stale: it held the same or a newer version.
+    stale: HashSet<String>,
+    /// Indexes of the records that fail for good, and why.
+    dead: Vec<(usize, String)>,
 }
 
 impl Worker {
@@ -73,12 +77,12 @@ impl Worker {
 
     async fn flush_batch(&self, batch: Batch) -> Result<(), wbc_core::Error> {
         let start = Instant::now();
-        let Batch { id: batch, keys: claimed } = batch;
+        let Batch { id: batch, keys: mut claimed } = batch;
         let mut settled = Vec::with_capacity(claimed.len());
         let mut records = Vec::with_capacity(claimed.len());
-        for c in &claimed {
-            match &c.record {
-                Some(r) => records.push(r.clone()),
+        for c in &mut claimed {
+            match c.record.take() {
+                Some(r) => records.push(r),
                 None => {
                     // The dirty marker outlived its value: only a loss of Redis data does this.
                     self.metrics.values_missing.inc();
@@ -87,12 +91,11 @@ impl Worker {
                 }
             }
         }
-        let persisted = match self.persist(records.clone()).await {
+        let persisted = match self.persist(&records).await {
             Ok(p) => p,
             Err(e) => {
                 self.metrics.batches.with_label_values(&["error"]).inc();
-                let ids: Vec<String> = claimed.into_iter().map(|c| c.id).collect();
-                self.retried.lock().expect("retried lock").extend(ids.iter().cloned());
+                self.retried.lock().expect("retried lock").extend(claimed.into_iter().map(|c| c.id));
                 if let Err(re) = self.store.release(&batch).await {
                     // The leases expire and the reaper hands the keys back instead.
                     tracing::warn!(error = %re, "could not hand back a failed batch");
@@ -100,34 +103,37 @@ impl Worker {
                 return Err(e);
             }
         };
-        for (record, error) in &persisted.dead {
-            self.dead_letter(&batch, record, error).await?;
+        let mut dead = vec![false; records.len()];
+        for (n, error) in &persisted.dead {
+            self.dead_letter(&batch, &records[*n], error).await?;
+            dead[*n] = true;
         }
-        let dead: HashSet<&str> = persisted.dead.iter().map(|(r, _)| r.id.as_str()).collect();
-        let live = records.iter().filter(|r| !dead.contains(r.id.as_str()));
-        settled.extend(live.map(|r| Settled {
-            id: r.id.clone(),
-            version: r.version,
-            stale: !persisted.written.contains(&r.id),
-        }));
+        let live = records.into_iter().zip(dead).filter(|(_, dead)| !dead);
+        let stale = |id: &String| !persisted.stale.is_empty() && persisted.stale.contains(id);
+        settled.extend(live.map(|(r, _)| Settled { stale: stale(&r.id), id: r.id, version: r.version }));
         let acked = self.store.ack(&batch, &settled, self.pipeline.cache_ttl).await?;
-        self.record_flush(&claimed, &settled, persisted.written.len() as u64, start);
+        self.record_flush(&claimed, &settled, persisted.written, start);
         if acked < settled.len() as u64 {
             tracing::warn!(lost = settled.len() as u64 - acked, "some leases expired before the batch committed");
         }
         Ok(())
     }
 
+    /// Metrics of a settled batch, counted once per batch rather than per key.
     fn record_flush(&self, claimed: &[Claimed], settled: &[Settled], written: u64, start: Instant) {
         let now = now_ms();
+        let lag = self.metrics.persistence_lag.local();
         for c in claimed {
-            self.metrics.persistence_lag.observe(now.saturating_sub(c.dirty_since_ms) as f64 / 1000.0);
+            lag.observe(now.saturating_sub(c.dirty_since_ms) as f64 / 1000.0);
         }
-        let mut retried = self.retried.lock().expect("retried lock");
-        for s in settled {
-            let outcome = if retried.remove(&s.id) { "after_retry" } else { "first_try" };
-            self.metrics.records.with_label_values(&[outcome]).inc();
-        }
+        lag.flush();
+        let after_retry = {
+            let mut retried = self.retried.lock().expect("retried lock");
+            if retried.is_empty() { 0 } else { settled.iter().filter(|s| retried.remove(&s.id)).count() as u64 }
+        };
+        let first_try = settled.len() as u64 - after_retry;
+        self.metrics.records.with_label_values(&["first_try"]).inc_by(first_try);
+        self.metrics.records.with_label_values(&["after_retry"]).inc_by(after_retry);
         self.metrics.rows_persisted.inc_by(written);
         self.metrics.rows_stale.inc_by(settled.iter().filter(|s| s.stale).count() as u64);
         self.metrics.batches.with_label_values(&["ok"]).inc();
@@ -143,26 +149,24 @@ impl Worker {
 
     /// Upserts the batch, halving any part that fails permanently until the bad records stand
     /// alone, so that one poison record never blocks the rest.
-    async fn persist(&self, records: Vec<Record>) -> Result<Persisted, wbc_core::Error> {
+    async fn persist(&self, records: &[Record]) -> Result<Persisted, wbc_core::Error> {
         let mut out = Persisted::default();
-        let mut pending = vec![records];
-        while let Some(mut batch) = pending.pop() {
-            match self.upsert(&batch).await {
-                Ok(ids) => out.written.extend(ids),
+        // Parts of `records`, by the index of their first record.
+        let mut pending = vec![(0, records)];
+        while let Some((at, part)) = pending.pop() {
+            match self.upsert(part).await {
+                Ok(stale) => out.settle(part.len(), stale),
                 Err(Failure::Transient(e)) => return Err(e),
-                Err(Failure::Permanent(_)) if batch.len() > 1 => {
+                Err(Failure::Permanent(_)) if part.len() > 1 => {
                     self.metrics.batch_splits.inc();
-                    let right = batch.split_off(batch.len() / 2);
-                    pending.push(right);
-                    pending.push(batch);
+                    let (left, right) = part.split_at(part.len() / 2);
+                    pending.push((at + left.len(), right));
+                    pending.push((at, left));
                 }
-                Err(Failure::Permanent(reason)) => {
-                    let record = batch.pop().expect("one record");
-                    match self.retry_alone(&record, reason).await? {
-                        Ok(ids) => out.written.extend(ids),
-                        Err(reason) => out.dead.push((record, reason)),
-                    }
-                }
+                Err(Failure::Permanent(reason)) => match self.retry_alone(&part[0], reason).await? {
+                    Ok(stale) => out.settle(1, stale),
+                    Err(reason) => out.dead.push((at, reason)),
+                },
             }
         }
         Ok(out)
@@ -182,9 +186,9 @@ impl Worker {
             tokio::time::sleep(backoff::delay(p.retry_initial_delay, p.retry_max_delay, p.retry_multiplier, attempt))
                 .await;
             match self.upsert(std::slice::from_ref(record)).await {
-                Ok(ids) => {
+                Ok(stale) => {
                     self.retried.lock().expect("retried lock").insert(record.id.clone());
-                    return Ok(Ok(ids));
+                    return Ok(Ok(stale));
                 }
                 Err(Failure::Permanent(r)) => reason = r,
                 Err(Failure::Transient(e)) => return Err(e),
@@ -211,6 +215,7 @@ impl Worker {
         Ok(())
     }
 
+    /// Upserts `records`. Returns the stale ids.
     async fn upsert(&self, records: &[Record]) -> Result<Vec<String>, Failure> {
         if records.is_empty() {
             return Ok(Vec::new());
@@ -234,6 +239,14 @@ impl Worker {
             }
         }
         Ok(db::upsert(&self.pool, records).await?)
+    }
+}
+
+impl Persisted {
+    /// Counts an upserted part of `rows` records, of which `stale` were not written.
+    fn settle(&mut self, rows: usize, stale: Vec<String>) {
+        self.written += (rows - stale.len()) as u64;
+        self.stale.extend(stale);
     }
 }
 

@@ -157,15 +157,20 @@ async fn an_older_version_never_overwrites_a_newer_one_even_after_redis_is_flush
     stack.drained(Duration::from_secs(10)).await;
     let v1 = first["version"].as_i64().unwrap();
 
-    // A stale delivery of an older version changes nothing.
+    // A stale delivery of an older version, or of the same one, changes nothing; in a batch with
+    // a new row, only the stale one is reported.
     let older = wbc_core::Record::product("p-1", serde_json::from_value(product("stale", 0)).unwrap(), v1 - 1);
-    assert!(wbc_core::db::upsert(&stack.pool, &[older]).await.unwrap().is_empty());
-    assert_eq!(stack.rows().await["p-1"].1, "first");
+    let again = wbc_core::Record::product("p-1", serde_json::from_value(product("again", 0)).unwrap(), v1);
+    let fresh = wbc_core::Record::product("p-3", serde_json::from_value(product("fresh", 0)).unwrap(), v1 - 1);
+    assert_eq!(wbc_core::db::upsert(&stack.pool, &[older]).await.unwrap(), ["p-1"]);
+    assert_eq!(wbc_core::db::upsert(&stack.pool, &[fresh, again]).await.unwrap(), ["p-1"]);
+    let rows = stack.rows().await;
+    assert_eq!((rows["p-1"].1.as_str(), rows["p-3"].1.as_str()), ("first", "fresh"));
 
     // PostgreSQL holds a version from far ahead (a clock that later went back), then Redis loses everything.
     let ahead = v1 + 3_600_000_000;
     let future = wbc_core::Record::product("p-2", serde_json::from_value(product("future", 2)).unwrap(), ahead);
-    wbc_core::db::upsert(&stack.pool, &[future]).await.unwrap();
+    assert!(wbc_core::db::upsert(&stack.pool, &[future]).await.unwrap().is_empty());
     let mut redis = stack.redis().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut redis).await.unwrap();
     let detected = wait_until(Duration::from_secs(10), || async {
@@ -190,7 +195,7 @@ async fn an_older_version_never_overwrites_a_newer_one_even_after_redis_is_flush
     assert_eq!(r.status(), 200);
     stack.drained(Duration::from_secs(10)).await;
     let resurrect = wbc_core::Record::product("p-1", serde_json::from_value(product("zombie", 5)).unwrap(), v1 + 1);
-    assert!(wbc_core::db::upsert(&stack.pool, &[resurrect]).await.unwrap().is_empty());
+    assert_eq!(wbc_core::db::upsert(&stack.pool, &[resurrect]).await.unwrap(), ["p-1"]);
     assert!(stack.rows().await["p-1"].3, "tombstone replaced");
     assert_eq!(stack.get_json("/products/p-1").await.0, 404);
 }

@@ -61,7 +61,7 @@ pub struct Args {
     /// FLUSH_INTERVAL of the worker in every scenario.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
-    /// FLUSH_CONCURRENCY of the worker: batches it flushes at once.
+    /// FLUSH_CONCURRENCY of the worker: batches it upserts at once (twice as many are in flight).
     #[arg(long, value_parser = flush_concurrency, default_value_t = 2)]
     pub flush_concurrency: u16,
     /// Clients of the pgbench baselines [default: --flush-concurrency, the statements one worker

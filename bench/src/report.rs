@@ -159,7 +159,7 @@ fn drain_section(s: &mut String, d: Option<&DrainResult>, charts: &[Chart]) {
     let Some(d) = d else { return not_run(s) };
     let _ = writeln!(
         s,
-        "{} dirty keys were preloaded with the API's own write script (`Store::write`), then {} worker(s) (BATCH_SIZE {}, FLUSH_CONCURRENCY {}: that many batches in flight at once) were started once every key was due, and timed until the queue was empty. The baselines upsert the same number of new rows into tables shaped like `products` with pgbench ({} client(s), as many statements at once as the worker runs): {}-row `INSERT … SELECT … FROM generate_series … ON CONFLICT (id) DO UPDATE … WHERE version <` statements, and one row per transaction.\n",
+        "{} dirty keys were preloaded with the API's own write script (`Store::write`), then {} worker(s) (BATCH_SIZE {}, FLUSH_CONCURRENCY {}: that many upserts at once, twice as many batches in flight) were started once every key was due, and timed until the queue was empty. The baselines upsert the same number of new rows into tables shaped like `products` with pgbench ({} client(s), as many statements at once as the worker runs): {}-row `INSERT … SELECT … FROM generate_series … ON CONFLICT (id) DO UPDATE … WHERE version <` statements, and one row per transaction.\n",
         d.keys, d.workers, d.batch_size, d.flush_concurrency, d.batched.clients, d.batch_size
     );
     let _ = writeln!(s, "| writer | rows/s | ratio to batched pgbench |\n| --- | --- | --- |");

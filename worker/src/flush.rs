@@ -215,7 +215,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Upserts `records`. Returns the stale ids.
+    /// Upserts `records`, at most `flush_concurrency` statements at once. Returns the stale ids.
     async fn upsert(&self, records: &[Record]) -> Result<Vec<String>, Failure> {
         if records.is_empty() {
             return Ok(Vec::new());
@@ -238,6 +238,7 @@ impl Worker {
                 FailureKind::Transient => {}
             }
         }
+        let _permit = self.upserts.acquire().await.expect("the semaphore is never closed");
         Ok(db::upsert(&self.pool, records).await?)
     }
 }

@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s",
           value_parser = wbc_core::config::duration_in(Duration::from_millis(1), Duration::from_secs(600)))]
     pub shutdown_grace: Duration,
-    /// Batches a worker flushes at once, each claimed and committed on its own.
+    /// Batches a worker upserts into PostgreSQL at once, each claimed and committed on its own.
+    /// Twice as many are in flight, so that the Redis work of some overlaps the upserts of others.
     #[arg(long, env = "FLUSH_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub flush_concurrency: u16,
     #[command(flatten)]
@@ -64,8 +65,10 @@ pub struct Worker {
     retried: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Spans are exported, so flushes link to the writes they persist.
     pub trace_writes: bool,
-    /// Flush loops running side by side.
-    pub flush_concurrency: u16,
+    /// Upserts running at once; twice as many flush loops claim and acknowledge batches.
+    flush_concurrency: u16,
+    /// Permits of the upserts, `flush_concurrency` of them.
+    upserts: tokio::sync::Semaphore,
 }
 
 impl Args {
@@ -78,7 +81,7 @@ impl Args {
         tracing::info!(?pipeline, %token, "starting wbc-worker");
         let (mut worker, ops) = Worker::connect(&store, pipeline, token, shutdown_grace).await?;
         worker.trace_writes = telemetry.exporting();
-        worker.flush_concurrency = flush_concurrency;
+        worker.set_flush_concurrency(flush_concurrency);
         let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "serving metrics");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -131,8 +134,15 @@ impl Worker {
             retried,
             trace_writes: false,
             flush_concurrency: 1,
+            upserts: tokio::sync::Semaphore::new(1),
         };
         Ok((worker, ops))
+    }
+
+    /// Sets the upserts that run at once (at least one).
+    pub fn set_flush_concurrency(&mut self, n: u16) {
+        self.flush_concurrency = n.max(1);
+        self.upserts = tokio::sync::Semaphore::new(usize::from(self.flush_concurrency));
     }
 
     /// Runs the flush loops and housekeeping. Returns once `stop` is set and every batch in
@@ -140,7 +150,8 @@ impl Worker {
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().housekeeping_loop(stop.clone()));
-        for _ in 0..self.flush_concurrency.max(1) {
+        // While one loop upserts, another claims, reads or acknowledges its batch in Redis.
+        for _ in 0..2 * self.flush_concurrency.max(1) {
             tasks.spawn(self.clone().flush_loop(stop.clone()));
         }
         while let Some(done) = tasks.join_next().await {

@@ -204,7 +204,8 @@ impl Worker {
     /// Claims and flushes one batch. True when a full batch was flushed (more may be due).
     async fn round(&self, stop: &watch::Receiver<bool>) -> Result<bool, wbc_core::Error> {
         let p = &self.pipeline;
-        let batch = self.store.claim(p.flush_interval, p.batch_size, p.lease_timeout, &self.token).await?;
+        let batch =
+            self.store.claim(p.flush_interval, p.batch_size, p.lease_timeout, &self.token, self.trace_writes).await?;
         if batch.keys.is_empty() {
             return Ok(false);
         }

@@ -16,7 +16,10 @@ local stale = {}
 for i = 5, #ARGV do stale[ARGV[i]] = true end
 chunked('SREM', KEYS[2], ids, 1000)
 local dirty = chunked('ZMSCORE', KEYS[1], ids, 1000)
-local ttl, prefix, versions = ARGV[2], ARGV[3], nil
+-- An absolute deadline: PEXPIRE would make Redis rewrite every call into a PEXPIREAT.
+local t = redis.call('TIME')
+local expire_at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]))
+local prefix, versions = ARGV[3], nil
 for n, id in ipairs(ids) do
   local key = prefix .. id
   local clean = not dirty[n]
@@ -32,7 +35,7 @@ for n, id in ipairs(ids) do
     if stale[id] then
       redis.call('DEL', key)
     else
-      redis.call('PEXPIRE', key, ttl)
+      redis.call('PEXPIREAT', key, expire_at)
     end
   end
 end

@@ -4,7 +4,8 @@
 -- another batch, into a new batch under a lease: one record and two sorted-set entries per
 -- batch, so that the per-key work is the dirty-set removal and the in-flight set. The values
 -- are read afterwards, outside the script, which costs Redis less than a call per key here.
--- Returns a flat list of {id, dirty since ms} per key.
+-- Returns the batch record, `[[id, …], [dirty since ms, …]]` in JSON (one string is cheaper to
+-- send and to read than two per key), or nil when no key is due.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due_by = now - tonumber(ARGV[1])
@@ -31,7 +32,7 @@ while n < batch do
   if found < want then break end
 end
 if n == 0 then
-  return {}
+  return false
 end
 if skipped == 0 then
   -- The batch is the head of the dirty set: one range removal instead of a lookup per key.
@@ -40,10 +41,9 @@ else
   chunked('ZREM', KEYS[1], ids, 1000)
 end
 chunked('SADD', KEYS[2], ids, 1000)
-local out = {}
-for i = 1, n do out[2 * i - 1], out[2 * i] = ids[i], sinces[i] end
-redis.call('SET', KEYS[5], cjson.encode({ids, sinces}))
+local record = cjson.encode({ids, sinces})
+redis.call('SET', KEYS[5], record)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[4])
 -- Keys are claimed oldest first, so the first one's time is the batch's oldest.
 redis.call('ZADD', KEYS[4], sinces[1], ARGV[4])
-return out
+return record

@@ -278,17 +278,19 @@ impl Store {
         }
     }
 
-    /// Claims up to `batch_size` due keys as one batch under this worker's lease.
+    /// Claims up to `batch_size` due keys as one batch under this worker's lease. The keys'
+    /// traceparents are read only when `traceparents` is set.
     pub async fn claim(
         &self,
         flush_interval: Duration,
         batch_size: u32,
         lease: Duration,
         token: &str,
+        traceparents: bool,
     ) -> Result<Batch> {
         let n = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("{token}/{:08x}/{n}", self.instance);
-        let flat: Vec<String> = self
+        let record: Option<String> = self
             .scripts
             .claim
             .key(keys::DIRTY)
@@ -302,34 +304,42 @@ impl Store {
             .arg(&id)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        if flat.is_empty() {
+        let Some(record) = record else {
             return Ok(Batch { id, keys: Vec::new() });
-        }
+        };
+        let (ids, sinces): (Vec<String>, Vec<String>) = serde_json::from_str(&record)
+            .map_err(|e| Error::Corrupt { key: keys::batch(&id), reason: e.to_string() })?;
         // Read after the claim, not in it: a write in between is newer and queues the key again;
         // the flush persists the newer value, and the ack, seeing that version in Redis, takes
         // the key off the queue again.
+        let fields: &[&str] = if traceparents {
+            &["data", "deleted", "version", "traceparents"]
+        } else {
+            &["data", "deleted", "version"]
+        };
         let mut pipe = redis::pipe();
-        for c in flat.chunks_exact(2) {
-            pipe.cmd("HMGET").arg(keys::product(&c[0])).arg(&["data", "deleted", "version", "traceparents"]);
+        for id in &ids {
+            pipe.cmd("HMGET").arg(keys::product(id)).arg(fields);
         }
-        type Fields = (Option<String>, Option<String>, Option<String>, Option<String>);
-        let values: Vec<Fields> = pipe.query_async(&mut self.conn.clone()).await?;
-        let keys = flat
-            .chunks_exact(2)
+        let values: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let keys = ids
+            .into_iter()
+            .zip(sinces)
             .zip(values)
-            .map(|(c, (data, deleted, version, traceparents))| {
-                let record = match version {
-                    None => None,
-                    Some(v) => Some(decode(&c[0], &data.unwrap_or_default(), &deleted.unwrap_or_default(), &v)?),
+            .map(|((id, since), mut fields)| {
+                let traceparents = match fields.get_mut(3).and_then(Option::take) {
+                    Some(t) => t.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+                    None => Vec::new(),
                 };
-                let dirty_since_ms = c[1].parse::<f64>().unwrap_or(0.0) as u64;
-                let traceparents = traceparents
-                    .iter()
-                    .flat_map(|t| t.split(','))
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                Ok(Claimed { id: c[0].clone(), record, dirty_since_ms, traceparents })
+                let record = match fields.get(2) {
+                    Some(Some(v)) => {
+                        let field = |n: usize| fields[n].as_deref().unwrap_or_default();
+                        Some(decode(&id, field(0), field(1), v)?)
+                    }
+                    _ => None,
+                };
+                let dirty_since_ms = since.parse::<f64>().unwrap_or(0.0) as u64;
+                Ok(Claimed { id, record, dirty_since_ms, traceparents })
             })
             .collect::<Result<_>>()?;
         Ok(Batch { id, keys })

@@ -308,3 +308,45 @@ async fn a_full_queue_writes_through_when_the_policy_says_so() {
     assert_eq!(rows["o-2"].0, body["version"].as_i64().unwrap());
     assert_eq!(stack.queue().await["queue_size"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserted_prices_are_the_values_postgresql_casts_from_float8() {
+    let pg = wbc_core::testkit::PgServer::start();
+    let pool = wbc_core::db::connect(&pg.url(), 2).await.unwrap();
+    wbc_core::db::migrate(&pool).await.unwrap();
+    // Halves of a cent, binary approximations on either side of them, and the extremes.
+    let prices = [
+        0.0,
+        9.99,
+        19.99,
+        0.125,
+        1.005,
+        2.675,
+        0.1 + 0.2,
+        1e-7,
+        123_456.785,
+        1.004_999_999_999_999_7,
+        9_999_999_999.99,
+    ];
+    let records: Vec<_> = prices
+        .iter()
+        .enumerate()
+        .map(|(i, &price)| {
+            let mut r =
+                wbc_core::Record::product(&format!("c-{i}"), serde_json::from_value(product("c", 1)).unwrap(), 1);
+            r.price = price;
+            r
+        })
+        .collect();
+    assert!(wbc_core::db::upsert(&pool, &records).await.unwrap().is_empty());
+    for r in &records {
+        let (stored, cast): (String, String) =
+            sqlx::query_as("SELECT price::text, $2::float8::numeric(12, 2)::text FROM products WHERE id = $1")
+                .bind(&r.id)
+                .bind(r.price)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, cast, "price {}", r.price);
+    }
+}

@@ -34,6 +34,12 @@ pub struct Args {
     #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s",
           value_parser = wbc_core::config::duration_in(Duration::ZERO, Duration::from_secs(300)))]
     pub shutdown_delay: Duration,
+    /// Threads that serve requests. With one (the default), everything runs on one thread, which
+    /// costs the least CPU per request as no task or wake-up crosses threads; an API pod is limited
+    /// to one core (see the chart) and the API scales with replicas.
+    #[arg(long, env = "API_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -107,10 +113,23 @@ pub(crate) fn mode_label(mode: wbc_core::WriteMode) -> &'static str {
 }
 
 impl Args {
+    /// The runtime the API runs on: one thread, or `threads` workers.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.threads {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(n.into());
+                b
+            }
+        };
+        builder.enable_all().build()
+    }
+
     /// Serves until Ctrl-C or SIGTERM, keeps serving as unready for the shutdown delay, then drains
     /// open requests.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listen_addr, request_timeout, shutdown_delay, store, pipeline, log } = self;
+        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, store, pipeline, log } = self;
         let _telemetry = log.init("wbc-api")?;
         let pipeline = pipeline.validate()?;
         tracing::info!(?pipeline, "starting wbc-api");

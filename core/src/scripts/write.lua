@@ -5,7 +5,8 @@
 -- Every write costs Redis time, so the script makes as few calls as it can.
 local cur = redis.call('HMGET', KEYS[1], 'vmax', 'version', 'traceparents')
 local version, now_ms = next_version(cur[1], KEYS[3])
-local coalesced = redis.call('ZADD', KEYS[2], 'NX', now_ms, ARGV[1]) == 0
+-- A number argument goes through Lua's float formatting; '%d' is cheaper.
+local coalesced = redis.call('ZADD', KEYS[2], 'NX', string.format('%d', now_ms), ARGV[1]) == 0
 if not coalesced then
   local capacity = tonumber(ARGV[4])
   if redis.call('ZCARD', KEYS[2]) > capacity then
@@ -14,8 +15,8 @@ if not coalesced then
   end
 end
 local v = string.format('%d', version)
-local fields = {'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v}
 local tp, tps = ARGV[5], cur[3]
+-- HSET with literal arguments: a table and unpack cost more.
 if tp ~= '' then
   if coalesced and tps then
     if select(2, string.gsub(tps, ',', '')) < 31 then
@@ -24,12 +25,13 @@ if tp ~= '' then
       tp = tps
     end
   end
-  table.insert(fields, 'traceparents')
-  table.insert(fields, tp)
-elseif tps and not coalesced then
-  redis.call('HDEL', KEYS[1], 'traceparents')
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v, 'traceparents', tp)
+else
+  if tps and not coalesced then
+    redis.call('HDEL', KEYS[1], 'traceparents')
+  end
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v)
 end
-redis.call('HSET', KEYS[1], unpack(fields))
 -- Only a cached clean value has a TTL, and such a hash has a version (a new key has neither).
 if cur[1] or cur[2] then
   redis.call('PERSIST', KEYS[1])

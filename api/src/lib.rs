@@ -9,6 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, extract::DefaultBodyLimit, http::header, middleware};
 use clap::Parser;
+use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
@@ -71,14 +72,21 @@ impl std::ops::Deref for AppState {
 /// The whole API, operational endpoints included.
 pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Router {
     let draining = ops.draining.clone();
-    Router::new()
+    // `Router::layer` wraps each route in a boxed service of its own, cloned for every request:
+    // the two layers that need the matched route go in as one, the others wrap the router once.
+    let per_route = ServiceBuilder::new()
+        .layer(trace::layer())
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track));
+    let routes = Router::new()
         .merge(products::router())
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("route".into()) })
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(trace::layer())
+        .layer(per_route)
         .with_state(state)
-        .merge(ops::router(ops))
+        .merge(ops::router(ops));
+    let whole = ServiceBuilder::new()
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(move |mut response: axum::response::Response| {
             // while draining, clients reconnect (through the Service, to another pod) after each answer
             if draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -86,8 +94,8 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
             }
             std::future::ready(response)
         }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .service(routes);
+    Router::new().fallback_service(whole)
 }
 
 /// Connects to Redis and PostgreSQL, applies migrations and builds the state.

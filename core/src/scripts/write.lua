@@ -1,7 +1,8 @@
 -- KEYS: product, dirty, version floor. ARGV: id, data, deleted (0/1), queue capacity, traceparent.
 -- Stores the value, issues its version and marks the key dirty, atomically. The traceparents of
 -- the writes a flush will coalesce are kept (at most 32), so the flush can link to each of them.
--- Returns {version, coalesced (0/1)} or {-1, capacity} when the queue is full.
+-- Returns the version, negated when the write coalesced with a queued one, or 0 when the queue is
+-- full: one integer, as a table reply costs Redis more to convert.
 -- Every write costs Redis time, so the script makes as few calls as it can.
 local cur = redis.call('HMGET', KEYS[1], 'vmax', 'version', 'traceparents')
 local version, now_ms = next_version(cur[1], KEYS[3])
@@ -11,7 +12,7 @@ if not coalesced then
   local capacity = tonumber(ARGV[4])
   if redis.call('ZCARD', KEYS[2]) > capacity then
     redis.call('ZREM', KEYS[2], ARGV[1])
-    return {-1, capacity}
+    return 0
   end
 end
 local v = string.format('%d', version)
@@ -36,4 +37,4 @@ end
 if cur[1] or cur[2] then
   redis.call('PERSIST', KEYS[1])
 end
-return {v, coalesced and 1 or 0}
+return coalesced and -version or version

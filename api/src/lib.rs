@@ -7,9 +7,9 @@ mod trace;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, http::header, middleware};
+use axum::{Router, extract::DefaultBodyLimit, http::header};
 use clap::Parser;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, util::MapResponseLayer};
 use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
@@ -74,9 +74,8 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
     let draining = ops.draining.clone();
     // `Router::layer` wraps each route in a boxed service of its own, cloned for every request:
     // the two layers that need the matched route go in as one, the others wrap the router once.
-    let per_route = ServiceBuilder::new()
-        .layer(trace::layer())
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track));
+    let per_route =
+        ServiceBuilder::new().layer(trace::layer()).layer(metrics::TrackLayer(state.metrics.request_duration.clone()));
     let routes = Router::new()
         .merge(products::router())
         .merge(admin::router())
@@ -87,12 +86,12 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
     let whole = ServiceBuilder::new()
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::map_response(move |mut response: axum::response::Response| {
+        .layer(MapResponseLayer::new(move |mut response: axum::response::Response| {
             // while draining, clients reconnect (through the Service, to another pod) after each answer
             if draining.load(std::sync::atomic::Ordering::Relaxed) {
                 response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             }
-            std::future::ready(response)
+            response
         }))
         .service(routes);
     Router::new().fallback_service(whole)

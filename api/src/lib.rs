@@ -7,8 +7,9 @@ mod trace;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, http::header, middleware};
+use axum::{Router, extract::DefaultBodyLimit, http::header};
 use clap::Parser;
+use tower::{ServiceBuilder, util::MapResponseLayer};
 use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
@@ -34,6 +35,12 @@ pub struct Args {
     #[arg(long, env = "SHUTDOWN_DELAY", default_value = "0s",
           value_parser = wbc_core::config::duration_in(Duration::ZERO, Duration::from_secs(300)))]
     pub shutdown_delay: Duration,
+    /// Threads that serve requests. With one (the default), everything runs on one thread, which
+    /// costs the least CPU per request as no task or wake-up crosses threads; an API pod is limited
+    /// to one core (see the chart) and the API scales with replicas.
+    #[arg(long, env = "API_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -65,23 +72,29 @@ impl std::ops::Deref for AppState {
 /// The whole API, operational endpoints included.
 pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Router {
     let draining = ops.draining.clone();
-    Router::new()
+    // `Router::layer` wraps each route in a boxed service of its own, cloned for every request:
+    // the two layers that need the matched route go in as one, the others wrap the router once.
+    let per_route =
+        ServiceBuilder::new().layer(trace::layer()).layer(metrics::TrackLayer(state.metrics.request_duration.clone()));
+    let routes = Router::new()
         .merge(products::router())
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("route".into()) })
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(trace::layer())
+        .layer(per_route)
         .with_state(state)
-        .merge(ops::router(ops))
-        .layer(middleware::map_response(move |mut response: axum::response::Response| {
+        .merge(ops::router(ops));
+    let whole = ServiceBuilder::new()
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(MapResponseLayer::new(move |mut response: axum::response::Response| {
             // while draining, clients reconnect (through the Service, to another pod) after each answer
             if draining.load(std::sync::atomic::Ordering::Relaxed) {
                 response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             }
-            std::future::ready(response)
+            response
         }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .service(routes);
+    Router::new().fallback_service(whole)
 }
 
 /// Connects to Redis and PostgreSQL, applies migrations and builds the state.
@@ -107,10 +120,23 @@ pub(crate) fn mode_label(mode: wbc_core::WriteMode) -> &'static str {
 }
 
 impl Args {
+    /// The runtime the API runs on: one thread, or `threads` workers.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.threads {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(n.into());
+                b
+            }
+        };
+        builder.enable_all().build()
+    }
+
     /// Serves until Ctrl-C or SIGTERM, keeps serving as unready for the shutdown delay, then drains
     /// open requests.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listen_addr, request_timeout, shutdown_delay, store, pipeline, log } = self;
+        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, store, pipeline, log } = self;
         let _telemetry = log.init("wbc-api")?;
         let pipeline = pipeline.validate()?;
         tracing::info!(?pipeline, "starting wbc-api");

@@ -4,7 +4,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    wbc_api::Args::parse().run().await
+fn main() -> anyhow::Result<()> {
+    let args = wbc_api::Args::parse();
+    args.runtime()?.block_on(args.run())
 }

@@ -1,14 +1,17 @@
 //! Prometheus metrics of the API.
-use std::time::Instant;
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    middleware::Next,
+    extract::{MatchedPath, Request},
     response::Response,
 };
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-
-use crate::AppState;
+use tower::{Layer, Service};
 
 /// Counters and histograms of the API, registered in its registry.
 #[derive(Clone)]
@@ -69,17 +72,52 @@ impl ApiMetrics {
     }
 }
 
-/// Records the latency of every request by its route template.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let start = Instant::now();
-    let response = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state
-        .metrics
-        .request_duration
-        .with_label_values(&[route, method.as_str(), response.status().as_str()])
-        .observe(start.elapsed().as_secs_f64());
-    response
+/// Records the latency of every request by its route template: a layer of each route, where the
+/// matched route is known. A service of its own, as `middleware::from_fn` boxes the next service and
+/// moves the request apart and back together for every request.
+#[derive(Clone)]
+pub struct TrackLayer(pub HistogramVec);
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner, durations: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    durations: HistogramVec,
+}
+
+impl<S> Service<Request> for Track<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = req.method().clone();
+        let durations = self.durations.clone();
+        let start = Instant::now();
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            durations
+                .with_label_values(&[route, method.as_str(), response.status().as_str()])
+                .observe(start.elapsed().as_secs_f64());
+            Ok(response)
+        })
+    }
 }

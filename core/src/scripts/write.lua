@@ -1,21 +1,23 @@
 -- KEYS: product, dirty, version floor. ARGV: id, data, deleted (0/1), queue capacity, traceparent.
 -- Stores the value, issues its version and marks the key dirty, atomically. The traceparents of
 -- the writes a flush will coalesce are kept (at most 32), so the flush can link to each of them.
--- Returns {version, coalesced (0/1)} or {-1, capacity} when the queue is full.
+-- Returns the version, negated when the write coalesced with a queued one, or 0 when the queue is
+-- full: one integer, as a table reply costs Redis more to convert.
 -- Every write costs Redis time, so the script makes as few calls as it can.
 local cur = redis.call('HMGET', KEYS[1], 'vmax', 'version', 'traceparents')
 local version, now_ms = next_version(cur[1], KEYS[3])
-local coalesced = redis.call('ZADD', KEYS[2], 'NX', now_ms, ARGV[1]) == 0
+-- A number argument goes through Lua's float formatting; '%d' is cheaper.
+local coalesced = redis.call('ZADD', KEYS[2], 'NX', string.format('%d', now_ms), ARGV[1]) == 0
 if not coalesced then
   local capacity = tonumber(ARGV[4])
   if redis.call('ZCARD', KEYS[2]) > capacity then
     redis.call('ZREM', KEYS[2], ARGV[1])
-    return {-1, capacity}
+    return 0
   end
 end
 local v = string.format('%d', version)
-local fields = {'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v}
 local tp, tps = ARGV[5], cur[3]
+-- HSET with literal arguments: a table and unpack cost more.
 if tp ~= '' then
   if coalesced and tps then
     if select(2, string.gsub(tps, ',', '')) < 31 then
@@ -24,14 +26,15 @@ if tp ~= '' then
       tp = tps
     end
   end
-  table.insert(fields, 'traceparents')
-  table.insert(fields, tp)
-elseif tps and not coalesced then
-  redis.call('HDEL', KEYS[1], 'traceparents')
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v, 'traceparents', tp)
+else
+  if tps and not coalesced then
+    redis.call('HDEL', KEYS[1], 'traceparents')
+  end
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v)
 end
-redis.call('HSET', KEYS[1], unpack(fields))
 -- Only a cached clean value has a TTL, and such a hash has a version (a new key has neither).
 if cur[1] or cur[2] then
   redis.call('PERSIST', KEYS[1])
 end
-return {v, coalesced and 1 or 0}
+return coalesced and -version or version

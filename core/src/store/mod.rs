@@ -213,7 +213,7 @@ impl Store {
         traceparent: Option<&str>,
     ) -> Result<Queued> {
         let (data, deleted) = encode(input);
-        let (version, flag): (i64, i64) = self
+        let reply: i64 = self
             .scripts
             .write
             .key(keys::product(id))
@@ -226,10 +226,11 @@ impl Store {
             .arg(traceparent.unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await?;
-        if version < 0 {
+        // The version, negated when the write coalesced; 0 when the queue is full.
+        if reply == 0 {
             return Err(Error::QueueFull { capacity });
         }
-        Ok(Queued { version, coalesced: flag == 1 })
+        Ok(Queued { version: reply.abs(), coalesced: reply < 0 })
     }
 
     /// Issues a version for a write that goes straight to PostgreSQL.

@@ -155,3 +155,23 @@ impl Args {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Args;
+
+    #[test]
+    fn api_threads_is_validated_and_names_the_flag() {
+        for bad in ["0", "-1", "1025", "two", ""] {
+            let err = Args::try_parse_from(["wbc-api".into(), format!("--threads={bad}")]).expect_err(bad).to_string();
+            assert!(err.contains("--threads"), "{bad}: {err}");
+        }
+        let args = Args::try_parse_from(["wbc-api", "--threads", "4"]).expect("4 threads");
+        assert_eq!(args.threads, 4);
+        assert_eq!(args.runtime().expect("runtime").metrics().num_workers(), 4);
+        let one = Args::try_parse_from(["wbc-api"]).expect("defaults");
+        assert_eq!(one.runtime().expect("runtime").metrics().num_workers(), 1);
+    }
+}

@@ -28,10 +28,13 @@ pub fn markdown(r: &Results, charts: &[Chart]) -> String {
     let _ = writeln!(s_, "| machine | {}, {} cores, Linux {} |", m.cpu, m.cores, m.kernel);
     let _ = writeln!(
         s_,
-        "| load average (1/5/15 min) | {} before, {} after (other builds share the machine) |",
+        "| load average (1/5/15 min) | {} before, {} after |",
         m.load_average_before, m.load_average_after
     );
     let _ = writeln!(s_, "| servers | {}; {} |", m.redis, m.postgres);
+    let threads = std::env::var("API_THREADS")
+        .unwrap_or_else(|_| "1 (the default; the chart limits an API pod to one core)".into());
+    let _ = writeln!(s_, "| API runtime threads | {threads} |");
     let _ = writeln!(
         s_,
         "| pipeline | FLUSH_INTERVAL {}, BATCH_SIZE {}, FLUSH_CONCURRENCY {}; the other settings at their defaults |\n",
@@ -199,13 +202,14 @@ fn drain_section(s: &mut String, d: Option<&DrainResult>, charts: &[Chart]) {
         s,
         "\nBatching buys {:.0}× over one row per transaction. Rows of the drain found in PostgreSQL afterwards: {} of {}. \
          A flush (claim excluded: upsert, acknowledgement in Redis, metrics; `wbc_worker_flush_duration_seconds`) took \
-         {:.1} ms per batch on average over {} batches, with {} running side by side in each worker; the upsert \
-         statement alone takes {:.1} ms per {}-row batch.\n",
+         {:.1} ms per batch on average over {} batches, with {} batches in flight in each worker, {} of them upserting \
+         at once; the upsert statement alone takes {:.1} ms per {}-row batch.\n",
         d.batched.rows_per_s / d.single.rows_per_s,
         d.rows_in_postgres,
         d.keys,
         d.flush_s / d.batches.max(1) as f64 * 1000.0,
         d.batches,
+        2 * d.flush_concurrency,
         d.flush_concurrency,
         f64::from(d.batch_size) / d.direct_rows_per_s * 1000.0,
         d.batch_size

@@ -68,6 +68,7 @@ BAD_VALUES = [
     ({"api": {"image": {"repository": ""}}}, "/api/image/repository", "minLength"),
     ({"api": {"service": {"type": "NodePort", "nodePort": 80}}}, "/api/service/nodePort", "minimum"),
     ({"api": {"port": 70000}}, "/api/port", "maximum"),
+    ({"api": {"threads": 0}}, "/api/threads", "minimum"),
     ({"worker": {"flushConcurrency": 65}}, "/worker/flushConcurrency", "maximum"),
     ({"worker": {"shutdownGraceSeconds": 0}}, "/worker/shutdownGraceSeconds", "minimum"),
     ({"logFormat": "xml"}, "/logFormat", "'text', 'json'"),

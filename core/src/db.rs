@@ -32,30 +32,22 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 /// Returns the ids of the rows not written because PostgreSQL held the same or a newer version
 /// (stale): rare, so the statement sends back only those, not every row it wrote.
 pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
-    use std::fmt::Write;
     let mut ids = Vec::with_capacity(records.len());
     let mut names = Vec::with_capacity(records.len());
     // Prices as text with the 15 significant digits that PostgreSQL's float8-to-numeric cast
     // prints: the same value, without that cast's costly formatting in the server.
-    let mut price_text = String::with_capacity(records.len() * 20);
-    let mut price_ends = Vec::with_capacity(records.len());
+    let mut prices = Vec::with_capacity(records.len());
     let mut quantities = Vec::with_capacity(records.len());
     let mut versions = Vec::with_capacity(records.len());
     let mut deleted = Vec::with_capacity(records.len());
     for r in records {
         ids.push(r.id.as_str());
         names.push(r.name.as_str());
-        let _ = write!(price_text, "{:.14e}", r.price);
-        price_ends.push(price_text.len());
+        prices.push(format!("{:.14e}", r.price));
         quantities.push(r.quantity);
         versions.push(r.version);
         deleted.push(r.deleted);
     }
-    let prices: Vec<&str> = std::iter::once(0)
-        .chain(price_ends.iter().copied())
-        .zip(&price_ends)
-        .map(|(a, &b)| &price_text[a..b])
-        .collect();
     Ok(sqlx::query_scalar(
         "WITH written AS ( \
            INSERT INTO products (id, name, price, quantity, version, deleted) \

@@ -109,8 +109,11 @@ impl Worker {
             dead[*n] = true;
         }
         let live = records.into_iter().zip(dead).filter(|(_, dead)| !dead);
-        let stale = |id: &String| !persisted.stale.is_empty() && persisted.stale.contains(id);
-        settled.extend(live.map(|(r, _)| Settled { stale: stale(&r.id), id: r.id, version: r.version }));
+        settled.extend(live.map(|(r, _)| Settled {
+            stale: persisted.stale.contains(&r.id),
+            id: r.id,
+            version: r.version,
+        }));
         let acked = self.store.ack(&batch, &settled, self.pipeline.cache_ttl).await?;
         self.record_flush(&claimed, &settled, persisted.written, start);
         if acked < settled.len() as u64 {
@@ -129,7 +132,7 @@ impl Worker {
         lag.flush();
         let after_retry = {
             let mut retried = self.retried.lock().expect("retried lock");
-            if retried.is_empty() { 0 } else { settled.iter().filter(|s| retried.remove(&s.id)).count() as u64 }
+            settled.iter().filter(|s| retried.remove(&s.id)).count() as u64
         };
         let first_try = settled.len() as u64 - after_retry;
         self.metrics.records.with_label_values(&["first_try"]).inc_by(first_try);

@@ -17,8 +17,7 @@ for i = 5, #ARGV do stale[ARGV[i]] = true end
 chunked('SREM', KEYS[2], ids, 1000)
 local dirty = chunked('ZMSCORE', KEYS[1], ids, 1000)
 -- An absolute deadline: PEXPIRE would make Redis rewrite every call into a PEXPIREAT.
-local t = redis.call('TIME')
-local expire_at = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]))
+local expire_at = string.format('%d', now_ms() + tonumber(ARGV[2]))
 local prefix, versions = ARGV[3], nil
 for n, id in ipairs(ids) do
   local key = prefix .. id

@@ -6,8 +6,7 @@
 -- are read afterwards, outside the script, which costs Redis less than a call per key here.
 -- Returns the batch record, `[[id, …], [dirty since ms, …]]` in JSON (one string is cheaper to
 -- send and to read than two per key), or nil when no key is due.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local due_by = now - tonumber(ARGV[1])
 local batch = tonumber(ARGV[2])
 -- Plain indexing: table.insert and # cost more, and these loops run once per key.

@@ -8,8 +8,7 @@ local batches, n = {}, 0
 if ARGV[2] then
   batches[1] = ARGV[2]
 else
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = now_ms()
   batches = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
   -- Keys claimed by a worker of the previous format, which no reaper of that format will return.
   local old = redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')

@@ -44,7 +44,7 @@ mod dead_letter;
 pub use dead_letter::{DeadLetter, Replayed, replay};
 
 const VERSION_PRELUDE: &str = include_str!("../scripts/version.lua");
-const CHUNKED_PRELUDE: &str = include_str!("../scripts/chunked.lua");
+const BATCH_PRELUDE: &str = include_str!("../scripts/batch.lua");
 
 struct Scripts {
     write: Script,
@@ -60,14 +60,14 @@ struct Scripts {
 impl Scripts {
     fn load() -> Self {
         let versioned = |body: &str| Script::new(&format!("{VERSION_PRELUDE}\n{body}"));
-        let chunked = |body: &str| Script::new(&format!("{CHUNKED_PRELUDE}\n{body}"));
+        let batch = |body: &str| Script::new(&format!("{BATCH_PRELUDE}\n{body}"));
         Self {
             write: versioned(include_str!("../scripts/write.lua")),
             reserve: versioned(include_str!("../scripts/reserve.lua")),
             set_clean: Script::new(include_str!("../scripts/set_clean.lua")),
-            claim: chunked(include_str!("../scripts/claim.lua")),
-            ack: chunked(include_str!("../scripts/ack.lua")),
-            release: chunked(include_str!("../scripts/release.lua")),
+            claim: batch(include_str!("../scripts/claim.lua")),
+            ack: batch(include_str!("../scripts/ack.lua")),
+            release: batch(include_str!("../scripts/release.lua")),
             dead_letter: Script::new(include_str!("../scripts/dead_letter.lua")),
             replay: versioned(include_str!("../scripts/replay.lua")),
         }

@@ -79,7 +79,7 @@ async fn replay_dead_letters(State(state): State<AppState>, body: Bytes) -> Resu
     if let Some(id) = &request.id {
         product::validate_id(id)?;
     }
-    let done = replay(&state.store, &state.pool, request.id.as_deref()).await?;
-    tracing::info!(queued = done.queued, superseded = done.superseded, "dead letters replayed");
+    let done = replay(&state.store, &state.pool, request.id.as_deref(), state.pipeline.queue_capacity).await?;
+    tracing::info!(queued = done.queued, superseded = done.superseded, kept = done.kept, "dead letters replayed");
     Ok(Json(done))
 }

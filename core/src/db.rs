@@ -5,10 +5,20 @@ use sqlx::{PgPool, Row, postgres::PgPoolOptions};
 
 use crate::{Record, Result};
 
-/// The `wbc_meta` key of the epoch marker.
-pub const EPOCH_KEY: &str = "epoch";
+/// The `wbc_meta` key of the last checkpoint the worker set in Redis (see `store::keys::CHECKPOINT`).
+pub const CHECKPOINT_KEY: &str = "checkpoint";
+/// The `wbc_meta` key of the highest write sequence seen in Redis at a checkpoint.
+pub const SEQ_KEY: &str = "seq";
+/// The `wbc_meta` key of a loss reported but not yet settled in Redis: `checkpoint:seq:at_ms`
+/// as Redis held them when the loss was found.
+pub const LOSS_PENDING_KEY: &str = "loss_pending";
 /// The `wbc_meta` key of the time of the last detected loss of Redis data.
 pub const DATA_LOSS_AT_KEY: &str = "data_loss_at_ms";
+/// The `wbc_meta` key of the number of losses of Redis data detected so far.
+pub const DATA_LOSSES_KEY: &str = "data_losses";
+
+/// Serializes loss detection across workers: a transaction-scoped advisory lock.
+const LOSS_CHECK_LOCK: i64 = 0x7762_635f_6c6f_7373;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -116,22 +126,37 @@ pub async fn get(pool: &PgPool, id: &str) -> Result<Option<Record>> {
 }
 
 /// The highest version PostgreSQL holds.
-pub async fn max_version(pool: &PgPool) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM products").fetch_one(pool).await?)
+pub async fn max_version(db: impl sqlx::PgExecutor<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM products").fetch_one(db).await?)
 }
 
-pub async fn meta(pool: &PgPool, key: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT value FROM wbc_meta WHERE key = $1").bind(key).fetch_optional(pool).await?)
+/// Opens the transaction of one pass of loss detection; no other worker's pass runs until it ends.
+pub async fn begin_loss_check(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOSS_CHECK_LOCK).execute(&mut *tx).await?;
+    Ok(tx)
 }
 
-pub async fn set_meta(pool: &PgPool, key: &str, value: &str) -> Result<()> {
+/// A `wbc_meta` value.
+pub async fn meta(db: impl sqlx::PgExecutor<'_>, key: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT value FROM wbc_meta WHERE key = $1").bind(key).fetch_optional(db).await?)
+}
+
+/// Removes a `wbc_meta` value.
+pub async fn delete_meta(db: impl sqlx::PgExecutor<'_>, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM wbc_meta WHERE key = $1").bind(key).execute(db).await?;
+    Ok(())
+}
+
+/// Sets a `wbc_meta` value.
+pub async fn set_meta(db: impl sqlx::PgExecutor<'_>, key: &str, value: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO wbc_meta (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
     )
     .bind(key)
     .bind(value)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }

@@ -67,7 +67,8 @@ impl LogArgs {
             tracing_opentelemetry::layer().with_tracer(p.tracer(name))
         });
         let fmt = match self.log_format {
-            LogFormat::Text => fmt::layer().boxed(),
+            // Colours only on a terminal: a log file or a pod's log keeps plain text.
+            LogFormat::Text => fmt::layer().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).boxed(),
             LogFormat::Json => fmt::layer().json().flatten_event(true).boxed(),
         };
         let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use wbc_core::{
     DeadLetter, FailureKind, Record, db, now_ms,
-    store::{Batch, Claimed, Settled},
+    store::{Batch, Claimed, Settled, Value},
     telemetry::context_from_traceparent,
 };
 
@@ -81,13 +81,26 @@ impl Worker {
         let mut settled = Vec::with_capacity(claimed.len());
         let mut records = Vec::with_capacity(claimed.len());
         for c in &mut claimed {
-            match c.record.take() {
-                Some(r) => records.push(r),
-                None => {
+            match std::mem::replace(&mut c.value, Value::Missing) {
+                Value::Record(r) => records.push(r),
+                Value::Missing => {
                     // The dirty marker outlived its value: only a loss of Redis data does this.
                     self.metrics.values_missing.inc();
                     tracing::error!(id = %c.id, "dirty key has no value in Redis; nothing to persist");
                     settled.push(Settled { id: c.id.clone(), version: -1, stale: false });
+                }
+                // Retrying cannot help, and it would head every later batch.
+                Value::Undecodable { reason } => {
+                    let letter = DeadLetter {
+                        id: c.id.clone(),
+                        version: 0,
+                        deleted: false,
+                        value: None,
+                        error: format!("the value in Redis cannot be decoded: {reason}"),
+                        attempts: 1,
+                        failed_at_ms: now_ms(),
+                    };
+                    self.park(&batch, &letter).await?;
                 }
             }
         }
@@ -201,20 +214,32 @@ impl Worker {
     }
 
     async fn dead_letter(&self, batch: &str, record: &Record, error: &str) -> Result<(), wbc_core::Error> {
-        let letter = DeadLetter {
-            id: record.id.clone(),
-            version: record.version,
-            deleted: record.deleted,
-            value: (!record.deleted).then(|| record.input()),
-            error: error.to_owned(),
-            attempts: self.pipeline.max_retries + 1,
-            failed_at_ms: now_ms(),
-        };
-        if self.store.dead_letter(batch, &letter).await? {
+        self.park(
+            batch,
+            &DeadLetter {
+                id: record.id.clone(),
+                version: record.version,
+                deleted: record.deleted,
+                value: (!record.deleted).then(|| record.input()),
+                error: error.to_owned(),
+                attempts: self.pipeline.max_retries + 1,
+                failed_at_ms: now_ms(),
+            },
+        )
+        .await
+    }
+
+    /// Moves a record out of its batch into the dead-letter queue.
+    async fn park(&self, batch: &str, letter: &DeadLetter) -> Result<(), wbc_core::Error> {
+        wbc_core::failpoint!("worker::before_dead_letter");
+        if self.store.dead_letter(batch, letter, self.pipeline.cache_ttl).await? {
             self.metrics.records.with_label_values(&["dead_lettered"]).inc();
-            tracing::error!(id = %letter.id, version = letter.version, attempts = letter.attempts, %error, "record moved to the dead-letter queue");
+            tracing::error!(id = %letter.id, version = letter.version, attempts = letter.attempts, error = %letter.error, "record moved to the dead-letter queue");
+        } else {
+            tracing::warn!(id = %letter.id, "lease lost before the record was dead-lettered; it is back in the queue");
         }
-        self.retried.lock().expect("retried lock").remove(&record.id);
+        wbc_core::failpoint!("worker::after_dead_letter");
+        self.retried.lock().expect("retried lock").remove(&letter.id);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The wbc worker: claims due dirty keys from Redis and persists them to PostgreSQL in batches.
 mod backoff;
 mod flush;
+mod loss;
 mod metrics;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -8,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use clap::Parser;
 use thiserror::Error;
 use tokio::sync::watch;
-use wbc_core::{PgPool, Pipeline, PipelineArgs, Store, StoreArgs, db, now_ms, ops, telemetry::LogArgs};
+use wbc_core::{PgPool, Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
 pub use metrics::WorkerMetrics;
 
@@ -161,9 +162,8 @@ impl Worker {
     }
 
     async fn housekeeping_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut known_epoch = None;
         while !*stop.borrow() {
-            if let Err(e) = self.housekeeping(&mut known_epoch).await {
+            if let Err(e) = self.housekeeping().await {
                 tracing::warn!(error = %e, "housekeeping failed");
             }
             tokio::select! {
@@ -211,7 +211,13 @@ impl Worker {
         }
         let full = batch.keys.len() as u32 == p.batch_size;
         let id = batch.id.clone();
-        let flush = self.flush(batch);
+        // The lease is renewed while the flush runs, however long its retries take.
+        let flush = async {
+            tokio::select! {
+                r = self.flush(batch) => Some(r),
+                () = self.hold_lease(&id) => None,
+            }
+        };
         tokio::pin!(flush);
         let outcome = tokio::select! {
             r = &mut flush => r,
@@ -227,49 +233,38 @@ impl Worker {
                 }
             }
         };
+        let Some(outcome) = outcome else {
+            return Ok(false);
+        };
         outcome.map(|()| full)
     }
 
-    /// Returns expired leases to the queue and checks the epoch that reveals a loss of Redis data.
-    async fn housekeeping(&self, known_epoch: &mut Option<String>) -> Result<(), wbc_core::Error> {
+    /// Returns expired leases to the queue and checks whether Redis lost data.
+    async fn housekeeping(&self) -> Result<(), wbc_core::Error> {
         let reaped = self.store.reap_expired_leases().await?;
         if reaped > 0 {
             self.metrics.leases_reaped.inc_by(reaped);
             tracing::warn!(keys = reaped, "reclaimed keys whose worker stopped holding its lease");
         }
-        match self.store.epoch().await? {
-            Some(epoch) if known_epoch.as_deref() == Some(epoch.as_str()) => {}
-            Some(epoch) => {
-                if db::meta(&self.pool, db::EPOCH_KEY).await?.as_deref() != Some(epoch.as_str()) {
-                    db::set_meta(&self.pool, db::EPOCH_KEY, &epoch).await?;
-                }
-                *known_epoch = Some(epoch);
-            }
-            None => self.start_epoch(known_epoch).await?,
-        }
-        Ok(())
+        self.watch_for_loss().await
     }
 
-    /// Redis has no epoch: it is new, or it lost its data. PostgreSQL remembers which.
-    async fn start_epoch(&self, known_epoch: &mut Option<String>) -> Result<(), wbc_core::Error> {
-        let previous = db::meta(&self.pool, db::EPOCH_KEY).await?;
-        let epoch = wbc_core::product::new_id();
-        if !self.store.init_epoch(&epoch).await? {
-            return Ok(()); // another worker started it; the next check picks it up
+    /// Renews a batch's lease every third of the lease time for as long as it is held; returns
+    /// once the lease is lost, so that the caller stops working on keys that are not its own.
+    async fn hold_lease(&self, batch: &str) {
+        let lease = self.pipeline.lease_timeout;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match self.store.renew(batch, lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.metrics.leases_lost.inc();
+                    tracing::warn!(batch, "lease lost; the batch's keys are back in the queue for another flush");
+                    return;
+                }
+                // Redis is unreachable: the flush fails on its own, or the lease runs out.
+                Err(e) => tracing::warn!(error = %e, batch, "lease not renewed"),
+            }
         }
-        if let Some(previous) = previous {
-            let at = now_ms();
-            let floor = db::max_version(&self.pool).await?;
-            self.store.record_data_loss(at, floor).await?;
-            db::set_meta(&self.pool, db::DATA_LOSS_AT_KEY, &at.to_string()).await?;
-            self.metrics.data_loss_detected.inc();
-            tracing::error!(
-                previous_epoch = %previous, new_epoch = %epoch, detected_at_ms = at,
-                "DATA LOSS: Redis lost its data; writes acknowledged but not yet persisted are gone"
-            );
-        }
-        db::set_meta(&self.pool, db::EPOCH_KEY, &epoch).await?;
-        *known_epoch = Some(epoch);
-        Ok(())
     }
 }

@@ -14,6 +14,7 @@ pub struct WorkerMetrics {
     pub records: IntCounterVec,
     pub batch_splits: IntCounter,
     pub leases_reaped: IntCounter,
+    pub leases_lost: IntCounter,
     pub values_missing: IntCounter,
     pub data_loss_detected: IntCounter,
 }
@@ -71,6 +72,10 @@ impl WorkerMetrics {
                 "wbc_worker_leases_reaped_total",
                 "Keys returned to the queue after their worker's lease expired",
             )?,
+            leases_lost: IntCounter::new(
+                "wbc_worker_leases_lost_total",
+                "Batches a worker stopped working on because its lease had run out",
+            )?,
             values_missing: IntCounter::new(
                 "wbc_worker_values_missing_total",
                 "Dirty keys whose value was gone from Redis when claimed",
@@ -90,6 +95,7 @@ impl WorkerMetrics {
         registry.register(Box::new(m.records.clone()))?;
         registry.register(Box::new(m.batch_splits.clone()))?;
         registry.register(Box::new(m.leases_reaped.clone()))?;
+        registry.register(Box::new(m.leases_lost.clone()))?;
         registry.register(Box::new(m.values_missing.clone()))?;
         registry.register(Box::new(m.data_loss_detected.clone()))?;
         // Series exist from the start, so dashboards and alerts see zeros rather than nothing.

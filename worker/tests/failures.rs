@@ -79,7 +79,7 @@ async fn a_poison_record_is_dead_lettered_while_the_rest_of_its_batch_persists()
     sqlx::query("ALTER TABLE products DROP CONSTRAINT no_poison").execute(&stack.pool).await.unwrap();
     assert_eq!(
         post(&stack, "/admin/dlq/replay", json!({"id": "bad-1"})).await,
-        (200, json!({"queued": 1, "superseded": 0}))
+        (200, json!({"queued": 1, "superseded": 0, "kept": 0}))
     );
     stack.drained(Duration::from_secs(30)).await;
     assert_eq!(stack.rows().await["bad-1"].0, poison["version"].as_i64().unwrap());
@@ -105,7 +105,10 @@ async fn a_replayed_dead_letter_never_overwrites_a_newer_write() {
     stack.drained(Duration::from_secs(20)).await;
     sqlx::query("ALTER TABLE products DROP CONSTRAINT no_poison").execute(&stack.pool).await.unwrap();
     // The body names no key: every dead letter is replayed, and k's is older than its row.
-    assert_eq!(post(&stack, "/admin/dlq/replay", json!({})).await, (200, json!({"queued": 1, "superseded": 1})));
+    assert_eq!(
+        post(&stack, "/admin/dlq/replay", json!({})).await,
+        (200, json!({"queued": 1, "superseded": 1, "kept": 0}))
+    );
     stack.drained(Duration::from_secs(20)).await;
     let rows = stack.rows().await;
     assert_eq!((rows["k"].0, rows["k"].1.as_str()), (newer["version"].as_i64().unwrap(), "fixed"));
@@ -197,7 +200,7 @@ async fn with_aof_always_a_kill_9_of_redis_loses_no_acknowledged_write() {
     let mut stack = Stack::start_with_redis(redis, &[("flush-interval", "1h")]).await;
     let mut idle = stack.spawn_worker("idle");
     wait_until(Duration::from_secs(10), || async {
-        stack.redis().await.exists::<_, bool>(keys::EPOCH).await.ok().filter(|e| *e)
+        stack.redis().await.exists::<_, bool>(keys::CHECKPOINT).await.ok().filter(|e| *e)
     })
     .await;
     let mut acked = Vec::new();

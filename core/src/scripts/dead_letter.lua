@@ -1,7 +1,10 @@
--- KEYS: in-flight keys, batch since, dead letters, batch record.
--- ARGV: batch id, id, dead-letter record.
+-- KEYS: in-flight keys, batch since, dead letters, batch record, product, dirty.
+-- ARGV: batch id, id, dead-letter record, clean ttl ms.
 -- Parks a record that keeps failing and takes its key out of the batch, atomically, so that
--- neither the ack nor the reaper hands it back. Returns 1 if the batch's lease still held.
+-- neither the ack nor the reaper hands it back. The parked value is not stored, so the cache
+-- stops serving it: unless the key was written again since (it is dirty), the value goes and
+-- only the key's highest issued version stays, with the clean TTL; reads then answer what
+-- PostgreSQL holds. Returns 1 if the batch's lease still held.
 local record = redis.call('GET', KEYS[4])
 if not record then
   return 0
@@ -18,6 +21,10 @@ for i, id in ipairs(ids) do
     end
     redis.call('SREM', KEYS[1], ARGV[2])
     redis.call('LPUSH', KEYS[3], ARGV[3])
+    if not redis.call('ZSCORE', KEYS[6], ARGV[2]) then
+      redis.call('HDEL', KEYS[5], 'data', 'deleted', 'version', 'traceparents')
+      redis.call('PEXPIRE', KEYS[5], ARGV[4])
+    end
     return 1
   end
 end

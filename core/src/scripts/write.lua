@@ -1,4 +1,5 @@
--- KEYS: product, dirty, version floor. ARGV: id, data, deleted (0/1), queue capacity, traceparent.
+-- KEYS: product, dirty, version floor, in-flight keys, write sequence.
+-- ARGV: id, data, deleted (0/1), queue capacity, traceparent.
 -- Stores the value, issues its version and marks the key dirty, atomically. The traceparents of
 -- the writes a flush will coalesce are kept (at most 32), so the flush can link to each of them.
 -- Returns the version, negated when the write coalesced with a queued one, or 0 when the queue is
@@ -9,8 +10,9 @@ local version, now_ms = next_version(cur[1], KEYS[3])
 -- A number argument goes through Lua's float formatting; '%d' is cheaper.
 local coalesced = redis.call('ZADD', KEYS[2], 'NX', string.format('%d', now_ms), ARGV[1]) == 0
 if not coalesced then
+  -- Keys in flight count too, so that handing a batch back can never overfill the queue.
   local capacity = tonumber(ARGV[4])
-  if redis.call('ZCARD', KEYS[2]) > capacity then
+  if redis.call('ZCARD', KEYS[2]) + redis.call('SCARD', KEYS[4]) > capacity then
     redis.call('ZREM', KEYS[2], ARGV[1])
     return 0
   end
@@ -33,6 +35,7 @@ else
   end
   redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', v, 'vmax', v)
 end
+redis.call('INCR', KEYS[5])
 -- Only a cached clean value has a TTL, and such a hash has a version (a new key has neither).
 if cur[1] or cur[2] then
   redis.call('PERSIST', KEYS[1])

@@ -1,7 +1,7 @@
 //! The Redis side: the cache, the dirty-key queue, in-flight leases and the dead-letter list.
-use std::{fmt::Write, time::Duration};
+use std::time::Duration;
 
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use redis::{Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, ProductInput, Record, Result};
@@ -19,7 +19,12 @@ pub mod keys {
     /// Prefix of a batch's record: its keys and their first-dirtied times.
     pub const BATCH_PREFIX: &str = "write_behind:batch:";
     pub const VERSION_FLOOR: &str = "write_behind:version_floor";
-    pub const EPOCH: &str = "write_behind:epoch";
+    /// Counts the writes Redis has taken: a smaller count than one seen before means Redis went
+    /// back in time.
+    pub const SEQ: &str = "write_behind:seq";
+    /// A number the worker raises on each pass and PostgreSQL remembers: a smaller one in Redis
+    /// means Redis lost data, even when new writes have raised `SEQ` since.
+    pub const CHECKPOINT: &str = "write_behind:checkpoint";
     pub const DATA_LOSS_AT: &str = "write_behind:data_loss_at_ms";
     pub const DEAD_LETTERS: &str = "write_behind:dlq";
 
@@ -39,9 +44,13 @@ pub mod keys {
     }
 }
 
+mod batch;
 mod dead_letter;
+mod loss;
 
-pub use dead_letter::{DeadLetter, Replayed, replay};
+pub use batch::{Batch, Claimed, Settled, Value};
+pub use dead_letter::{DeadLetter, Replayed, Requeued, replay};
+pub use loss::Checkpoint;
 
 const VERSION_PRELUDE: &str = include_str!("../scripts/version.lua");
 const BATCH_PRELUDE: &str = include_str!("../scripts/batch.lua");
@@ -55,6 +64,9 @@ struct Scripts {
     release: Script,
     dead_letter: Script,
     replay: Script,
+    renew: Script,
+    checkpoint: Script,
+    raise_floor: Script,
 }
 
 impl Scripts {
@@ -70,6 +82,9 @@ impl Scripts {
             release: batch(include_str!("../scripts/release.lua")),
             dead_letter: Script::new(include_str!("../scripts/dead_letter.lua")),
             replay: versioned(include_str!("../scripts/replay.lua")),
+            renew: batch(include_str!("../scripts/renew.lua")),
+            checkpoint: Script::new(include_str!("../scripts/checkpoint.lua")),
+            raise_floor: Script::new(include_str!("../scripts/raise_floor.lua")),
         }
     }
 }
@@ -97,35 +112,6 @@ pub struct Queued {
     pub coalesced: bool,
 }
 
-/// A key a worker has claimed for a flush.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Claimed {
-    pub id: String,
-    /// The value to persist; `None` when the cached value is gone.
-    pub record: Option<Record>,
-    /// When the key was first dirtied, in Unix milliseconds.
-    pub dirty_since_ms: u64,
-    /// W3C traceparents of the writes this flush coalesces, oldest first.
-    pub traceparents: Vec<String>,
-}
-
-/// Keys claimed together under one lease, settled or handed back together.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Batch {
-    /// Names the lease: the worker's token and a number of its own.
-    pub id: String,
-    pub keys: Vec<Claimed>,
-}
-
-/// A claimed key whose flush is over.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settled {
-    pub id: String,
-    pub version: i64,
-    /// PostgreSQL already held this version or a newer one, so the cached value is dropped.
-    pub stale: bool,
-}
-
 /// Handle to the Redis cache and queue; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -143,27 +129,6 @@ fn encode(input: Option<&ProductInput>) -> (String, &'static str) {
         Some(p) => (serde_json::to_string(p).expect("product serializes"), "0"),
         None => (String::new(), "1"),
     }
-}
-
-/// `{"id": "version", …}`: versions as strings, as Redis holds them. The ack script decodes it
-/// only when a key was written again during its flush.
-fn versions_json(done: &[Settled]) -> String {
-    let mut json = String::with_capacity(done.len() * 40 + 2);
-    json.push('{');
-    for (n, s) in done.iter().enumerate() {
-        if n > 0 {
-            json.push(',');
-        }
-        json.push_str(&serde_json::to_string(&s.id).expect("a string serializes"));
-        let _ = write!(json, ":\"{}\"", s.version);
-    }
-    json.push('}');
-    json
-}
-
-fn release_keys(inv: &mut redis::ScriptInvocation<'_>) {
-    inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::LEASES).key(keys::BATCHES_SINCE);
-    inv.key(keys::per_key::IN_FLIGHT).key(keys::per_key::IN_FLIGHT_SINCE).key(keys::per_key::LEASES);
 }
 
 fn decode(id: &str, data: &str, deleted: &str, version: &str) -> Result<Record> {
@@ -219,6 +184,8 @@ impl Store {
             .key(keys::product(id))
             .key(keys::DIRTY)
             .key(keys::VERSION_FLOOR)
+            .key(keys::IN_FLIGHT)
+            .key(keys::SEQ)
             .arg(id)
             .arg(data)
             .arg(deleted)
@@ -279,99 +246,6 @@ impl Store {
         }
     }
 
-    /// Claims up to `batch_size` due keys as one batch under this worker's lease. The keys'
-    /// traceparents are read only when `traceparents` is set.
-    pub async fn claim(
-        &self,
-        flush_interval: Duration,
-        batch_size: u32,
-        lease: Duration,
-        token: &str,
-        traceparents: bool,
-    ) -> Result<Batch> {
-        let n = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("{token}/{:08x}/{n}", self.instance);
-        let record: Option<String> = self
-            .scripts
-            .claim
-            .key(keys::DIRTY)
-            .key(keys::IN_FLIGHT)
-            .key(keys::LEASES)
-            .key(keys::BATCHES_SINCE)
-            .key(keys::batch(&id))
-            .arg(flush_interval.as_millis() as u64)
-            .arg(batch_size)
-            .arg(lease.as_millis() as u64)
-            .arg(&id)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let Some(record) = record else {
-            return Ok(Batch { id, keys: Vec::new() });
-        };
-        let (ids, sinces): (Vec<String>, Vec<String>) = serde_json::from_str(&record)
-            .map_err(|e| Error::Corrupt { key: keys::batch(&id), reason: e.to_string() })?;
-        // Read after the claim, not in it: a write in between is newer and queues the key again;
-        // the flush persists the newer value, and the ack, seeing that version in Redis, takes
-        // the key off the queue again.
-        let fields: &[&str] = if traceparents {
-            &["data", "deleted", "version", "traceparents"]
-        } else {
-            &["data", "deleted", "version"]
-        };
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET").arg(keys::product(id)).arg(fields);
-        }
-        let values: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn.clone()).await?;
-        let keys = ids
-            .into_iter()
-            .zip(sinces)
-            .zip(values)
-            .map(|((id, since), mut fields)| {
-                let traceparents = match fields.get_mut(3).and_then(Option::take) {
-                    Some(t) => t.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-                    None => Vec::new(),
-                };
-                let record = match fields.get(2) {
-                    Some(Some(v)) => {
-                        let field = |n: usize| fields[n].as_deref().unwrap_or_default();
-                        Some(decode(&id, field(0), field(1), v)?)
-                    }
-                    _ => None,
-                };
-                let dirty_since_ms = since.parse::<f64>().unwrap_or(0.0) as u64;
-                Ok(Claimed { id, record, dirty_since_ms, traceparents })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Batch { id, keys })
-    }
-
-    /// Acknowledges a batch and ends its lease: every key still in it is settled, and `done`
-    /// gives their versions and which were stale. Returns how many keys were acknowledged: 0 when the lease was lost.
-    pub async fn ack(&self, batch: &str, done: &[Settled], clean_ttl: Duration) -> Result<u64> {
-        let mut inv = self.scripts.ack.prepare_invoke();
-        inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::LEASES).key(keys::BATCHES_SINCE).key(keys::batch(batch));
-        inv.arg(batch).arg(clean_ttl.as_millis() as u64).arg(keys::PRODUCT_PREFIX).arg(versions_json(done));
-        for s in done.iter().filter(|s| s.stale) {
-            inv.arg(&s.id);
-        }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
-    }
-
-    /// Hands a claimed batch back to the dirty set, keeping its keys' first-dirtied times.
-    pub async fn release(&self, batch: &str) -> Result<u64> {
-        let mut inv = self.scripts.release.prepare_invoke();
-        release_keys(&mut inv);
-        Ok(inv.arg(keys::BATCH_PREFIX).arg(batch).invoke_async(&mut self.conn.clone()).await?)
-    }
-
-    /// Returns the keys of batches whose lease has expired (their worker died) to the dirty set.
-    pub async fn reap_expired_leases(&self) -> Result<u64> {
-        let mut inv = self.scripts.release.prepare_invoke();
-        release_keys(&mut inv);
-        Ok(inv.arg(keys::BATCH_PREFIX).invoke_async(&mut self.conn.clone()).await?)
-    }
-
     /// Sizes of the queue and the age of the oldest unpersisted write.
     pub async fn queue_stats(&self) -> Result<QueueStats> {
         type Oldest = Vec<(String, f64)>;
@@ -403,29 +277,5 @@ impl Store {
             oldest_unpersisted_age_ms: oldest.map(|t| now_ms.saturating_sub(t)),
             last_data_loss_at_ms: loss,
         })
-    }
-
-    /// The epoch marker, absent when Redis has lost (or never had) its data.
-    pub async fn epoch(&self) -> Result<Option<String>> {
-        Ok(self.conn.clone().get(keys::EPOCH).await?)
-    }
-
-    /// Sets the epoch only if none is set; false when another process won the race.
-    pub async fn init_epoch(&self, epoch: &str) -> Result<bool> {
-        let set: Option<String> =
-            redis::cmd("SET").arg(keys::EPOCH).arg(epoch).arg("NX").query_async(&mut self.conn.clone()).await?;
-        Ok(set.is_some())
-    }
-
-    /// Records a detected loss and raises the version floor past every persisted version.
-    pub async fn record_data_loss(&self, at_ms: u64, version_floor: i64) -> Result<()> {
-        let _: () = redis::pipe()
-            .set(keys::DATA_LOSS_AT, at_ms)
-            .cmd("SET")
-            .arg(keys::VERSION_FLOOR)
-            .arg(version_floor)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
     }
 }

@@ -209,6 +209,7 @@ impl Worker {
         if batch.keys.is_empty() {
             return Ok(false);
         }
+        wbc_core::failpoint!("worker::after_read");
         let full = batch.keys.len() as u32 == p.batch_size;
         let id = batch.id.clone();
         let flush = self.flush(batch);
@@ -232,6 +233,7 @@ impl Worker {
 
     /// Returns expired leases to the queue and checks the epoch that reveals a loss of Redis data.
     async fn housekeeping(&self, known_epoch: &mut Option<String>) -> Result<(), wbc_core::Error> {
+        wbc_core::failpoint!("worker::reap");
         let reaped = self.store.reap_expired_leases().await?;
         if reaped > 0 {
             self.metrics.leases_reaped.inc_by(reaped);
@@ -253,15 +255,19 @@ impl Worker {
     /// Redis has no epoch: it is new, or it lost its data. PostgreSQL remembers which.
     async fn start_epoch(&self, known_epoch: &mut Option<String>) -> Result<(), wbc_core::Error> {
         let previous = db::meta(&self.pool, db::EPOCH_KEY).await?;
+        wbc_core::failpoint!("worker::epoch_read");
         let epoch = wbc_core::product::new_id();
         if !self.store.init_epoch(&epoch).await? {
             return Ok(()); // another worker started it; the next check picks it up
         }
+        wbc_core::failpoint!("worker::epoch_set");
         if let Some(previous) = previous {
             let at = now_ms();
             let floor = db::max_version(&self.pool).await?;
             self.store.record_data_loss(at, floor).await?;
+            wbc_core::failpoint!("worker::loss_floor_raised");
             db::set_meta(&self.pool, db::DATA_LOSS_AT_KEY, &at.to_string()).await?;
+            wbc_core::failpoint!("worker::loss_persisted");
             self.metrics.data_loss_detected.inc();
             tracing::error!(
                 previous_epoch = %previous, new_epoch = %epoch, detected_at_ms = at,
@@ -269,6 +275,7 @@ impl Worker {
             );
         }
         db::set_meta(&self.pool, db::EPOCH_KEY, &epoch).await?;
+        wbc_core::failpoint!("worker::epoch_persisted");
         *known_epoch = Some(epoch);
         Ok(())
     }

@@ -181,7 +181,9 @@ async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> R
         Ok(v) => v,
         Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
             tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
-            return Ok(db::upsert_next_version(&s.pool, id, input.as_ref()).await?);
+            let record = db::upsert_next_version(&s.pool, id, input.as_ref()).await?;
+            wbc_core::failpoint!("api::after_redis_down_commit");
+            return Ok(record);
         }
         Err(e) => return Err(e.into()),
     };

@@ -40,11 +40,13 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Records an acknowledged write.
     pub fn ack(&self, id: &str, version: i64, fields: Fields) {
         self.acked.fetch_add(1, Relaxed);
         self.keys.lock().unwrap().entry(id.to_owned()).or_default().acked.push((version, fields));
     }
 
+    /// Records a failed write, which may still have been applied.
     pub fn fail(&self, id: Option<&str>, fields: Fields, reason: String) {
         *self.failed.lock().unwrap().entry(reason).or_default() += 1;
         if let Some(id) = id {
@@ -58,6 +60,7 @@ impl Ledger {
     }
 }
 
+/// An HTTP client whose requests give up after `timeout`.
 pub fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder().timeout(timeout).build().unwrap()
 }
@@ -127,6 +130,7 @@ impl Verdict {
     }
 }
 
+/// Whether `row` holds what a write carried.
 pub fn holds(row: &Row, fields: &Fields) -> bool {
     match fields {
         None => row.4,

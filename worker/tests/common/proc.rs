@@ -25,6 +25,7 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A process not started yet.
     pub fn new(exe: PathBuf, port: u16, env: Vec<(String, String)>, log: Option<PathBuf>) -> Self {
         Self { exe, env, port, log, child: None }
     }
@@ -56,10 +57,12 @@ impl Proc {
         self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("{} does not start: {e}", self.exe.display())));
     }
 
+    /// Started and not known to have exited.
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
 
+    /// SIGKILL, then waits for the exit.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -74,11 +77,13 @@ impl Proc {
         Some(status)
     }
 
+    /// Panics if the process has exited on its own.
     pub fn assert_running(&mut self) {
         let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
         assert!(status.is_none(), "{} (port {}) exited on its own: {status:?}", self.exe.display(), self.port);
     }
 
+    /// `path` on the process's port.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

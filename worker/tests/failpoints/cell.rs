@@ -50,6 +50,7 @@ impl Supervised {
         Self { proc: Proc::new(exe, port, env, Some(log)), stages: stages.into(), exits: Vec::new(), hold: false }
     }
 
+    /// Starts the process with the next stage's failpoints, or none once the stages are used up.
     pub fn start_next(&mut self) {
         let failpoints = self.stages.pop_front().unwrap_or_default();
         self.proc.start_with(&[("FAILPOINTS", &failpoints)]);
@@ -104,6 +105,7 @@ impl Cell {
         cell
     }
 
+    /// The process that carries the point.
     pub fn target(&self) -> &Supervised {
         match self.point.target {
             Target::Api => &self.api,
@@ -132,6 +134,7 @@ impl Cell {
         }
     }
 
+    /// What a check needs to reach the API and the worker.
     pub fn probe(&self) -> Probe {
         Probe { http: self.http.clone(), api: self.api.proc.url(""), worker: self.worker.proc.url("") }
     }
@@ -181,6 +184,7 @@ impl Cell {
         crashed && target.proc.log_text().contains(&line)
     }
 
+    /// Waits until the point has fired as asked.
     pub async fn hit(&mut self) -> Result<(), String> {
         match self.until(HIT_LIMIT, |c, _| std::future::ready(c.was_hit().then_some(()))).await {
             Some(()) => Ok(()),
@@ -222,6 +226,7 @@ impl Cell {
         all.filter(|(_, s)| !aborted(s)).map(|(who, s)| format!("{who} exited: {s}")).collect()
     }
 
+    /// Kills both processes.
     pub fn stop(&mut self) {
         self.api.proc.kill9();
         self.worker.proc.kill9();
@@ -263,6 +268,7 @@ pub struct Lane {
 }
 
 impl Lane {
+    /// Connects to the lane's Redis and PostgreSQL.
     pub async fn connect(redis: RedisServer, pg_url: String) -> Self {
         let pool = sqlx::PgPool::connect(&pg_url).await.expect("postgres");
         let store = Store::connect(&redis.url()).await.expect("redis");
@@ -280,6 +286,7 @@ impl Lane {
         }
     }
 
+    /// FLUSHALL: Redis loses all of its data.
     pub async fn flush_redis(&self) {
         let _: () = redis::cmd("FLUSHALL").query_async(&mut self.store.connection()).await.expect("FLUSHALL");
     }

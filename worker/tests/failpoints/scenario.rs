@@ -66,6 +66,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name in the table.
     pub fn label(self) -> &'static str {
         match self {
             Self::Crash => "crash",

@@ -3,7 +3,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/wbc-target
 CARGO ?= cargo
 CHART_CRD := charts/wbc/templates/crds/writebehindcache.yaml
 
-.PHONY: run test lint fmt build deps clean chaos k8s-apiserver crds chart-test bench bench-deps e2e chaos-k8s \
+.PHONY: run test lint fmt build deps clean chaos failpoints k8s-apiserver crds chart-test bench bench-deps e2e chaos-k8s \
 	kind-up kind-down e2e-kind chaos-kind
 
 run:
@@ -54,6 +54,13 @@ chaos: deps
 	$(CARGO) build --all-features -p wbc-api --bin wbc-api
 	CHAOS_DURATION_SECS=$(DURATION) CHAOS_WORKERS=$(WORKERS) CHAOS_KEYS=$(KEYS) CHAOS_WRITERS=$(WRITERS) \
 		$(CARGO) test --all-features -p wbc-worker --test chaos -- --nocapture
+
+# Crashes (abort) and fails (error) each named failpoint of the queue protocol in turn under a small
+# load, then checks every guarantee and prints a table of points × outcomes; `make test` runs it too.
+# `make failpoints ONLY=loss` runs the points whose name contains "loss".
+failpoints: deps
+	$(CARGO) build --all-features -p wbc-api -p wbc-worker
+	FAILPOINTS_ONLY=$(ONLY) $(CARGO) test --all-features -p wbc-worker --test failpoints
 
 # Benchmarks, each a ratio against a baseline measured in the same run (a few minutes; `make bench
 # BENCH_ARGS=--quick` takes about one). Writes bench/results/report.md and its charts.

@@ -5,6 +5,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = wbc_core::failpoint::setup();
     let args = wbc_api::Args::parse();
     args.runtime()?.block_on(args.run())
 }

@@ -137,10 +137,12 @@ async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(R
     if s.pipeline.mode == WriteMode::WriteBehind {
         let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
         let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
+        wbc_core::failpoint!("api::before_redis_write");
         let queued =
             s.store.write(id, input.as_ref(), s.pipeline.queue_capacity, traceparent.as_deref()).instrument(span).await;
         match queued {
             Ok(queued) => {
+                wbc_core::failpoint!("api::after_redis_write");
                 if queued.coalesced {
                     s.metrics.writes_coalesced.inc();
                 }
@@ -174,16 +176,21 @@ fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
 /// Commits to PostgreSQL first, then refreshes the cache, so that an answer means durable.
 /// Without Redis (and where the policy allows), PostgreSQL issues the version itself.
 async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
+    wbc_core::failpoint!("api::before_write_through");
     let version = match s.store.reserve_version(id).await {
         Ok(v) => v,
         Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
             tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
-            return Ok(db::upsert_next_version(&s.pool, id, input.as_ref()).await?);
+            let record = db::upsert_next_version(&s.pool, id, input.as_ref()).await?;
+            wbc_core::failpoint!("api::after_redis_down_commit");
+            return Ok(record);
         }
         Err(e) => return Err(e.into()),
     };
+    wbc_core::failpoint!("api::after_reserve");
     let record = record(id, input, version);
     db::upsert(&s.pool, std::slice::from_ref(&record)).await?;
+    wbc_core::failpoint!("api::after_write_through_commit");
     if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
         tracing::warn!(error = %e, %id, "cache refresh after write-through failed");
     }

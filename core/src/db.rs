@@ -169,6 +169,7 @@ pub fn is_permanent(e: &crate::Error) -> bool {
             db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
         }
         crate::Error::Database(sqlx::Error::Encode(_)) => true,
+        crate::Error::Failpoint { permanent, .. } => *permanent,
         _ => false,
     }
 }

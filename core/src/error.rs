@@ -21,6 +21,9 @@ pub enum Error {
     /// A record in Redis that cannot be decoded.
     #[error("corrupt record for {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A failpoint fired (tests only); `permanent` when it stands for a refused row.
+    #[error("failpoint {point}")]
+    Failpoint { point: &'static str, permanent: bool },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

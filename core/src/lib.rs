@@ -2,6 +2,7 @@
 pub mod config;
 pub mod db;
 mod error;
+pub mod failpoint;
 pub mod ops;
 pub mod product;
 pub mod store;
@@ -18,11 +19,4 @@ pub use store::{DeadLetter, QueueStats, Store};
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Names a step of the protocol for the failpoint tests (placeholder until the failpoint
-/// feature lands; expands to nothing).
-#[macro_export]
-macro_rules! failpoint {
-    ($name:expr) => {};
 }

@@ -109,6 +109,7 @@ impl Worker {
             Err(e) => {
                 self.metrics.batches.with_label_values(&["error"]).inc();
                 self.retried.lock().expect("retried lock").extend(claimed.into_iter().map(|c| c.id));
+                wbc_core::failpoint!("worker::release");
                 if let Err(re) = self.store.release(&batch).await {
                     // The leases expire and the reaper hands the keys back instead.
                     tracing::warn!(error = %re, "could not hand back a failed batch");
@@ -116,6 +117,7 @@ impl Worker {
                 return Err(e);
             }
         };
+        wbc_core::failpoint!("worker::after_commit");
         let mut dead = vec![false; records.len()];
         for (n, error) in &persisted.dead {
             self.dead_letter(&batch, &records[*n], error).await?;
@@ -128,6 +130,7 @@ impl Worker {
             version: r.version,
         }));
         let acked = self.store.ack(&batch, &settled, self.pipeline.cache_ttl).await?;
+        wbc_core::failpoint!("worker::after_ack");
         self.record_flush(&claimed, &settled, persisted.written, start);
         if acked < settled.len() as u64 {
             tracing::warn!(lost = settled.len() as u64 - acked, "some leases expired before the batch committed");
@@ -267,6 +270,7 @@ impl Worker {
             }
         }
         let _permit = self.upserts.acquire().await.expect("the semaphore is never closed");
+        wbc_core::failpoint!("worker::upsert");
         Ok(db::upsert(&self.pool, records).await?)
     }
 }

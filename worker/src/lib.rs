@@ -209,6 +209,7 @@ impl Worker {
         if batch.keys.is_empty() {
             return Ok(false);
         }
+        wbc_core::failpoint!("worker::after_read");
         let full = batch.keys.len() as u32 == p.batch_size;
         let id = batch.id.clone();
         // The lease is renewed while the flush runs, however long its retries take.
@@ -241,6 +242,7 @@ impl Worker {
 
     /// Returns expired leases to the queue and checks whether Redis lost data.
     async fn housekeeping(&self) -> Result<(), wbc_core::Error> {
+        wbc_core::failpoint!("worker::reap");
         let reaped = self.store.reap_expired_leases().await?;
         if reaped > 0 {
             self.metrics.leases_reaped.inc_by(reaped);

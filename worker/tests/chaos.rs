@@ -5,21 +5,24 @@
 mod common;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    os::unix::process::CommandExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    collections::BTreeMap,
+    path::PathBuf,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
 
-use common::{metric_value, wait_until};
+use common::{
+    ledger::{Fields, Ledger, Verdict, client, verify, write},
+    metric_value,
+    proc::{Proc, api_exe},
+    wait_until,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use redis::AsyncCommands;
-use serde_json::{Value, json};
+use serde_json::Value;
 use wbc_core::{
     store::keys,
     testkit::{PgServer, RedisServer, free_port},
@@ -31,11 +34,6 @@ const WRITER_LIMIT: Duration = Duration::from_secs(3600);
 const PG_OUTAGE: Duration = Duration::from_secs(3);
 const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
-
-/// What one write carried: name, price and quantity, or `None` for a delete.
-type Fields = Option<(String, f64, i64)>;
-/// A PostgreSQL row: name, price, quantity, version, deleted.
-type Row = (String, f64, i32, i64, bool);
 
 struct Size {
     duration: Duration,
@@ -62,117 +60,6 @@ impl Size {
             keys: env_num("CHAOS_KEYS", 200).max(1) as usize,
             writers: env_num("CHAOS_WRITERS", 8).max(1) as usize,
             seed: env_num("CHAOS_SEED", now.as_secs()),
-        }
-    }
-}
-
-/// A process that can be `kill -9`ed and started again with the same environment and port.
-struct Proc {
-    exe: PathBuf,
-    env: Vec<(String, String)>,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Proc {
-    /// Call from the test's own thread only: the child dies with the thread that spawned it.
-    fn start(&mut self) {
-        let mut cmd = Command::new(&self.exe);
-        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(self.env.iter().cloned());
-        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
-        // SAFETY: only an async-signal-safe prctl runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| Ok(nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?));
-        }
-        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("{} does not start: {e}", self.exe.display())));
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn assert_running(&mut self) {
-        let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-        assert!(status.is_none(), "{} (port {}) exited on its own: {status:?}", self.exe.display(), self.port);
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// Per key: the highest acknowledged version with its fields, and failed writes that may still
-/// have been applied (the API can die after Redis ran the write script).
-#[derive(Default)]
-struct KeyLog {
-    acked: Option<(i64, Fields)>,
-    unsure: Vec<Fields>,
-}
-
-#[derive(Default)]
-struct Ledger {
-    keys: Mutex<HashMap<String, KeyLog>>,
-    acked: AtomicU64,
-    failed: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Ledger {
-    fn ack(&self, id: &str, version: i64, fields: Fields) {
-        self.acked.fetch_add(1, Relaxed);
-        let mut keys = self.keys.lock().unwrap();
-        let log = keys.entry(id.to_owned()).or_default();
-        if log.acked.as_ref().is_none_or(|(v, _)| version > *v) {
-            log.acked = Some((version, fields));
-        }
-    }
-
-    fn fail(&self, id: Option<&str>, fields: Fields, reason: String) {
-        *self.failed.lock().unwrap().entry(reason).or_default() += 1;
-        if let Some(id) = id {
-            self.keys.lock().unwrap().entry(id.to_owned()).or_default().unsure.push(fields);
-        }
-    }
-}
-
-fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder().timeout(timeout).build().unwrap()
-}
-
-/// Sends a create (no id), a replace or a delete (no fields), and records the outcome.
-async fn write(http: &reqwest::Client, api: &str, id: Option<&str>, fields: Fields, ledger: &Ledger) -> bool {
-    let body =
-        |(name, price, quantity): &(String, f64, i64)| json!({"name": name, "price": price, "quantity": quantity});
-    let request = match (id, &fields) {
-        (None, Some(f)) => http.post(format!("{api}/products")).json(&body(f)),
-        (Some(id), Some(f)) => http.put(format!("{api}/products/{id}")).json(&body(f)),
-        (Some(id), None) => http.delete(format!("{api}/products/{id}")),
-        (None, None) => unreachable!("a delete names its key"),
-    };
-    let answer = match request.send().await {
-        Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|_| "unreadable 2xx body".to_owned()),
-        Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-        Err(e) if e.is_timeout() => Err("timeout".to_owned()),
-        Err(_) => Err("connection error".to_owned()),
-    };
-    let acked = answer.as_ref().ok().and_then(|v| Some((v["id"].as_str()?.to_owned(), v["version"].as_i64()?)));
-    match acked {
-        Some((acked_id, version)) => {
-            assert!(id.is_none_or(|id| id == acked_id), "asked for {id:?}, answered {acked_id}");
-            ledger.ack(&acked_id, version, fields);
-            true
-        }
-        None => {
-            ledger.fail(id, fields, answer.err().unwrap_or_else(|| "2xx without id or version".into()));
-            false
         }
     }
 }
@@ -230,9 +117,7 @@ struct Chaos {
 
 impl Chaos {
     fn start(workers: usize) -> Self {
-        let worker_exe = PathBuf::from(env!("CARGO_BIN_EXE_wbc-worker"));
-        let api_exe = Path::new(&worker_exe).with_file_name("wbc-api");
-        assert!(api_exe.exists(), "{} is missing: run `cargo build -p wbc-api` first", api_exe.display());
+        let (worker_exe, api_exe) = (PathBuf::from(env!("CARGO_BIN_EXE_wbc-worker")), api_exe());
         let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
         let pg = PgServer::start();
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
@@ -244,11 +129,11 @@ impl Chaos {
             shared.iter().cloned().chain(tuning).chain(extra.iter().cloned()).map(|(k, v)| (k.to_owned(), v)).collect()
         };
         let port = free_port();
-        let api = Proc { exe: api_exe, port, child: None, env: env(&[("LISTEN_ADDR", format!("127.0.0.1:{port}"))]) };
+        let api = Proc::new(api_exe, port, env(&[("LISTEN_ADDR", format!("127.0.0.1:{port}"))]), None);
         let workers = (0..workers).map(|i| {
             let (port, id) = (free_port(), format!("chaos-w{i}"));
             let env = env(&[("METRICS_ADDR", format!("127.0.0.1:{port}")), ("WORKER_ID", id)]);
-            Proc { exe: worker_exe.clone(), port, child: None, env }
+            Proc::new(worker_exe.clone(), port, env, None)
         });
         let (http, workers) = (client(Duration::from_secs(5)), workers.collect());
         let mut chaos = Self { redis, pg, api, workers, http, probes: 0, stale_of_killed: 0.0, kills_mid_flush: 0 };
@@ -388,68 +273,17 @@ async fn stale_rows(http: &reqwest::Client, worker: &Proc) -> f64 {
     metric_value(&r.text().await.unwrap_or_default(), "wbc_worker_rows_stale_total").unwrap_or(0.0)
 }
 
+/// What the chaos run measured besides the verdict.
 #[derive(Default)]
-struct Verdict {
+struct Measured {
     drain: Duration,
+    /// Rows written again (`wbc_worker_rows_stale_total` of every worker, killed ones included).
     duplicates: f64,
     data_loss_at: Value,
-    checked: usize,
-    lost: Vec<String>,
-    corrupt: Vec<String>,
-    in_dead_letters: usize,
-    unacked_applied: usize,
-    dead_letters: usize,
+    kills_mid_flush: usize,
 }
 
-fn holds(row: &Row, fields: &Fields) -> bool {
-    match fields {
-        None => row.4,
-        Some((name, price, quantity)) => {
-            !row.4 && row.0 == *name && (row.1 - price).abs() < 0.005 && i64::from(row.2) == *quantity
-        }
-    }
-}
-
-/// Sorts one acknowledged key into ok, lost, corrupt, dead-lettered or overwritten by an unacked write.
-fn judge(v: &mut Verdict, id: &str, log: &KeyLog, row: Option<&Row>, dlq: &HashMap<String, Vec<i64>>) {
-    let Some((version, fields)) = &log.acked else { return };
-    v.checked += 1;
-    match row {
-        Some(r) if r.3 == *version && holds(r, fields) => {}
-        Some(r) if r.3 == *version => v.corrupt.push(format!("{id}: acked v{version} {fields:?}, row {r:?}")),
-        Some(r) if r.3 > *version && log.unsure.iter().any(|f| holds(r, f)) => v.unacked_applied += 1,
-        Some(r) if r.3 > *version => v.corrupt.push(format!("{id}: acked v{version}, newer row of no write {r:?}")),
-        _ if dlq.get(id).is_some_and(|vs| vs.iter().any(|dv| dv >= version)) => v.in_dead_letters += 1,
-        _ => v.lost.push(format!("{id}: acked v{version} {fields:?}, row {row:?}")),
-    }
-}
-
-async fn verify(chaos: &Chaos, ledger: &Ledger) -> Verdict {
-    let pool = sqlx::PgPool::connect(&chaos.pg.url()).await.expect("postgres");
-    let rows: Vec<(String, String, f64, i32, i64, bool)> =
-        sqlx::query_as("SELECT id, name, price::float8, quantity, version, deleted FROM products")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let rows: HashMap<String, Row> = rows.into_iter().map(|(id, n, p, q, v, d)| (id, (n, p, q, v, d))).collect();
-    let mut redis = redis::Client::open(chaos.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let raw: Vec<String> = redis.lrange(keys::DEAD_LETTERS, 0, -1).await.unwrap();
-    let mut dlq: HashMap<String, Vec<i64>> = HashMap::new();
-    for r in &raw {
-        let d: Value = serde_json::from_str(r).unwrap_or_else(|e| panic!("dead letter is not JSON ({e}): {r}"));
-        let (Some(id), Some(version), true) = (d["id"].as_str(), d["version"].as_i64(), d["error"].is_string()) else {
-            panic!("a dead letter lacks id, version or error: {r}");
-        };
-        dlq.entry(id.to_owned()).or_default().push(version);
-    }
-    let mut v = Verdict { dead_letters: raw.len(), ..Verdict::default() };
-    for (id, log) in ledger.keys.lock().unwrap().iter() {
-        judge(&mut v, id, log, rows.get(id), &dlq);
-    }
-    v
-}
-
-fn summary(size: &Size, load: Duration, ledger: &Ledger, faults: &[(Fault, Recovery)], v: &Verdict, mid_flush: usize) {
+fn summary(size: &Size, load: Duration, ledger: &Ledger, faults: &[(Fault, Recovery)], v: &Verdict, m: &Measured) {
     let failed = ledger.failed.lock().unwrap();
     let mut by_kind: BTreeMap<Fault, Vec<Recovery>> = BTreeMap::new();
     faults.iter().for_each(|(f, r)| by_kind.entry(*f).or_default().push(*r));
@@ -468,15 +302,16 @@ fn summary(size: &Size, load: Duration, ledger: &Ledger, faults: &[(Fault, Recov
         let kind = format!("fault {kind:?}");
         println!("{kind:<34} {:>3} injected, serving max/avg {serving}, caught up max/avg {caught_up}", rs.len());
     }
-    println!("{:<34} {mid_flush}", "worker kills with keys in flight");
+    println!("{:<34} {}", "worker kills with keys in flight", m.kills_mid_flush);
     println!("{:<34} {}", "keys checked", v.checked);
     println!("{:<34} {}", "lost", v.lost.len());
-    println!("{:<34} {}", "older-over-newer/corrupt", v.corrupt.len());
+    println!("{:<34} {}", "older-over-newer", v.older_over_newer.len());
+    println!("{:<34} {}", "corrupt", v.corrupt.len());
     println!("{:<34} {} ({} acked keys resolved there)", "dead letters", v.dead_letters, v.in_dead_letters);
     println!("{:<34} {}", "newer unacknowledged write applied", v.unacked_applied);
-    println!("{:<34} {} (wbc_worker_rows_stale_total)", "duplicates written", v.duplicates);
-    println!("{:<34} {:.2} s", "drain after the load", v.drain.as_secs_f64());
-    println!("{:<34} {}", "Redis data loss reported at (ms)", v.data_loss_at);
+    println!("{:<34} {} (wbc_worker_rows_stale_total)", "duplicates written", m.duplicates);
+    println!("{:<34} {:.2} s", "drain after the load", m.drain.as_secs_f64());
+    println!("{:<34} {}", "Redis data loss reported at (ms)", m.data_loss_at);
     println!("(recovery, from the restart: serving = every /readyz 200 and a probe write acknowledged;");
     println!(" caught up = every write acknowledged before the restart is in PostgreSQL)\n");
 }
@@ -504,15 +339,19 @@ async fn chaos_of_kills_and_restarts_loses_no_acknowledged_write() {
     let load = started.elapsed();
     chaos.serving(&ledger).await;
     let drain = chaos.drained().await;
-    let mut verdict = verify(&chaos, &ledger).await;
-    (verdict.drain, verdict.duplicates) = (drain, chaos.stale_of_killed);
+    let pool = sqlx::PgPool::connect(&chaos.pg.url()).await.expect("postgres");
+    let store = wbc_core::Store::connect(&chaos.redis.url()).await.expect("redis");
+    let verdict = verify(&pool, &store, &ledger).await;
+    let mut measured = Measured { drain, duplicates: chaos.stale_of_killed, ..Measured::default() };
     for w in &chaos.workers {
-        verdict.duplicates += stale_rows(&chaos.http, w).await;
+        measured.duplicates += stale_rows(&chaos.http, w).await;
     }
-    verdict.data_loss_at = chaos.queue().await["last_data_loss_at_ms"].clone();
-    summary(&size, load, &ledger, &faults, &verdict, chaos.kills_mid_flush);
+    measured.data_loss_at = chaos.queue().await["last_data_loss_at_ms"].clone();
+    measured.kills_mid_flush = chaos.kills_mid_flush;
+    summary(&size, load, &ledger, &faults, &verdict, &measured);
     assert!(verdict.lost.is_empty(), "lost acknowledged writes: {:#?}", &verdict.lost[..verdict.lost.len().min(20)]);
-    assert!(verdict.corrupt.is_empty(), "corrupt or older-over-newer: {:#?}", verdict.corrupt);
+    assert!(verdict.older_over_newer.is_empty(), "older over newer: {:#?}", verdict.older_over_newer);
+    assert!(verdict.corrupt.is_empty(), "corrupt: {:#?}", verdict.corrupt);
     assert!(ledger.acked.load(Relaxed) > 0, "no write was acknowledged");
     for kind in [Fault::WorkerKill, Fault::ApiRestart, Fault::PostgresOutage, Fault::RedisRestart] {
         assert!(faults.iter().any(|(f, _)| *f == kind), "no {kind:?} was injected");

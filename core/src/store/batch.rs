@@ -97,6 +97,7 @@ impl Store {
         let Some(record) = record else {
             return Ok(Batch { id, keys: Vec::new() });
         };
+        crate::failpoint!("store::after_claim");
         let (ids, sinces): (Vec<String>, Vec<String>) = serde_json::from_str(&record)
             .map_err(|e| Error::Corrupt { key: keys::batch(&id), reason: e.to_string() })?;
         // Read after the claim, not in it: a write in between is newer and queues the key again;

@@ -2,6 +2,9 @@
 //! worker processes that can be killed.
 #![allow(dead_code)]
 
+pub mod ledger;
+pub mod proc;
+
 use std::{
     collections::HashMap,
     future::Future,

@@ -14,7 +14,7 @@ use wbc_core::{
     telemetry::context_from_traceparent,
 };
 
-use crate::{Worker, backoff};
+use crate::Worker;
 
 /// How an upsert failed.
 enum Failure {
@@ -198,12 +198,10 @@ impl Worker {
         record: &Record,
         mut reason: String,
     ) -> Result<Result<Vec<String>, String>, wbc_core::Error> {
-        let p = &self.pipeline;
-        for attempt in 0..p.max_retries {
+        for attempt in 0..self.pipeline.max_retries {
             self.metrics.retries.with_label_values(&["permanent"]).inc();
             tracing::warn!(id = %record.id, version = record.version, attempt = attempt + 1, %reason, "record refused; retrying");
-            tokio::time::sleep(backoff::delay(p.retry_initial_delay, p.retry_max_delay, p.retry_multiplier, attempt))
-                .await;
+            tokio::time::sleep(self.retry.delay(attempt)).await;
             match self.upsert(std::slice::from_ref(record)).await {
                 Ok(stale) => {
                     self.retried.lock().expect("retried lock").insert(record.id.clone());

@@ -58,6 +58,8 @@ pub struct Worker {
     store: Store,
     pool: PgPool,
     pipeline: Pipeline,
+    /// Delays between retries, of batches and of records retried alone.
+    retry: backoff::RetryPolicy,
     metrics: WorkerMetrics,
     /// Identifies this worker's leases.
     token: String,
@@ -128,6 +130,7 @@ impl Worker {
         let worker = Self {
             store: redis,
             pool,
+            retry: backoff::RetryPolicy::of(&pipeline),
             pipeline,
             metrics,
             token,
@@ -186,8 +189,7 @@ impl Worker {
                 }
                 Ok(false) => idle,
                 Err(e) => {
-                    let p = &self.pipeline;
-                    let delay = backoff::delay(p.retry_initial_delay, p.retry_max_delay, p.retry_multiplier, failures);
+                    let delay = self.retry.delay(failures);
                     failures = failures.saturating_add(1);
                     self.metrics.retries.with_label_values(&["transient"]).inc();
                     tracing::warn!(error = %e, attempt = failures, delay_ms = delay.as_millis() as u64, "flush failed; retrying");

@@ -74,7 +74,7 @@ async fn kill_9_of_the_worker_mid_flush_loses_no_acknowledged_write() {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         // Kill the worker the moment it holds claimed keys, so a batch is cut off mid-flush.
-        let caught = wait_until(Duration::from_secs(5), || {
+        let caught = wait_until(Duration::from_secs(60), || {
             let mut redis = redis.clone();
             async move { (redis.scard::<_, u64>(keys::IN_FLIGHT).await.unwrap() > 0).then_some(()) }
         })
@@ -97,36 +97,6 @@ async fn kill_9_of_the_worker_mid_flush_loses_no_acknowledged_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keys_in_flight_under_the_per_key_lease_format_come_back_after_an_upgrade() {
-    let stack = Stack::start(&[("flush-interval", "10ms")]).await;
-    let mut redis = stack.redis().await;
-    for i in 0..20 {
-        assert_eq!(stack.put(&format!("old-{i}"), product("old", i)).await.0, 200);
-    }
-    // What a worker of the previous format left when it was killed mid-flush.
-    let dirty: Vec<(String, f64)> = redis.zrange_withscores(keys::DIRTY, 0, -1).await.unwrap();
-    for (id, since) in &dirty {
-        let _: () = redis::pipe()
-            .zrem(keys::DIRTY, id)
-            .zadd(keys::per_key::IN_FLIGHT, id, 1.0)
-            .zadd(keys::per_key::IN_FLIGHT_SINCE, id, *since)
-            .hset(keys::per_key::LEASES, id, "old-worker")
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-    }
-    let _worker = stack.spawn_worker("w1");
-    // The queue looks empty until the reaper hands the old leases back, so wait for the rows.
-    let persisted =
-        wait_until(Duration::from_secs(20), || async { (stack.rows().await.len() == 20).then_some(()) }).await;
-    assert!(persisted.is_some(), "keys of the old leases were not persisted: {:?}", stack.rows().await.len());
-    stack.drained(Duration::from_secs(20)).await;
-    let left: u64 =
-        redis.exists(&[keys::per_key::IN_FLIGHT, keys::per_key::IN_FLIGHT_SINCE, keys::per_key::LEASES]).await.unwrap();
-    assert_eq!(left, 0, "the old lease keys are still there");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_share_one_queue_without_flushing_a_key_twice() {
     let stack = Arc::new(Stack::start(&[("flush-interval", "20ms"), ("batch-size", "100")]).await);
     let w1 = stack.spawn_worker("w1");
@@ -138,7 +108,7 @@ async fn two_workers_share_one_queue_without_flushing_a_key_twice() {
     for t in tasks {
         t.await.unwrap();
     }
-    stack.drained(Duration::from_secs(30)).await;
+    stack.drained(Duration::from_secs(60)).await;
     assert_all_persisted(&stack, &acked).await;
     let mut persisted = Vec::new();
     for w in [&w1, &w2] {
@@ -154,7 +124,7 @@ async fn an_older_version_never_overwrites_a_newer_one_even_after_redis_is_flush
     let stack = Stack::start(&[("flush-interval", "20ms")]).await;
     let _worker = stack.spawn_worker("w1");
     let (_, first) = stack.put("p-1", product("first", 1)).await;
-    stack.drained(Duration::from_secs(10)).await;
+    stack.drained(Duration::from_secs(60)).await;
     let v1 = first["version"].as_i64().unwrap();
 
     // A stale delivery of an older version, or of the same one, changes nothing; in a batch with
@@ -173,7 +143,7 @@ async fn an_older_version_never_overwrites_a_newer_one_even_after_redis_is_flush
     assert!(wbc_core::db::upsert(&stack.pool, &[future]).await.unwrap().is_empty());
     let mut redis = stack.redis().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut redis).await.unwrap();
-    let detected = wait_until(Duration::from_secs(10), || async {
+    let detected = wait_until(Duration::from_secs(60), || async {
         let q = stack.queue().await;
         q["last_data_loss_at_ms"].as_u64()
     })
@@ -185,7 +155,7 @@ async fn an_older_version_never_overwrites_a_newer_one_even_after_redis_is_flush
     let (_, third) = stack.put("p-2", product("third", 4)).await;
     assert!(second["version"].as_i64().unwrap() > v1);
     assert!(third["version"].as_i64().unwrap() > ahead, "version {} not above the floor {ahead}", third["version"]);
-    stack.drained(Duration::from_secs(10)).await;
+    stack.drained(Duration::from_secs(60)).await;
     let rows = stack.rows().await;
     assert_eq!(rows["p-1"].1, "second");
     assert_eq!(rows["p-2"].1, "third");
@@ -193,7 +163,7 @@ async fn an_older_version_never_overwrites_a_newer_one_even_after_redis_is_flush
     // A delete is a versioned tombstone: an older write cannot bring the row back.
     let r = stack.http.delete(format!("{}/products/p-1", stack.api)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    stack.drained(Duration::from_secs(10)).await;
+    stack.drained(Duration::from_secs(60)).await;
     let resurrect = wbc_core::Record::product("p-1", serde_json::from_value(product("zombie", 5)).unwrap(), v1 + 1);
     assert_eq!(wbc_core::db::upsert(&stack.pool, &[resurrect]).await.unwrap(), ["p-1"]);
     assert!(stack.rows().await["p-1"].3, "tombstone replaced");
@@ -225,7 +195,7 @@ async fn ten_concurrent_puts_to_one_key_leave_one_queued_entry_and_one_database_
     assert_eq!(dirty, vec!["seed-001".to_owned()]);
 
     let _worker = stack.spawn_worker("w1");
-    stack.drained(Duration::from_secs(20)).await;
+    stack.drained(Duration::from_secs(60)).await;
     let statements: i64 = sqlx::query_scalar("SELECT n FROM upsert_statements").fetch_one(&stack.pool).await.unwrap();
     assert_eq!(statements, 1, "ten coalesced writes should become one database write");
     let row = &stack.rows().await["seed-001"];
@@ -242,7 +212,7 @@ async fn the_worker_upserts_one_statement_per_batch() {
     // Every key is due before the worker starts, so each claim takes a full batch.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _worker = stack.spawn_worker("w1");
-    stack.drained(Duration::from_secs(20)).await;
+    stack.drained(Duration::from_secs(60)).await;
     assert_eq!(stack.rows().await.len(), 1000);
     let statements: i64 = sqlx::query_scalar("SELECT n FROM upsert_statements").fetch_one(&stack.pool).await.unwrap();
     assert_eq!(statements, 2, "1000 keys in batches of 500 are two statements");
@@ -256,7 +226,7 @@ async fn sigterm_drains_the_batch_in_flight() {
     }
     let mut worker = WorkerProc::spawn(&stack, "w1", &[("SHUTDOWN_GRACE", "20s")]);
     let mut redis = stack.redis().await;
-    let caught = wait_until(Duration::from_secs(20), || {
+    let caught = wait_until(Duration::from_secs(60), || {
         let mut redis = redis.clone();
         async move { (redis.scard::<_, u64>(keys::IN_FLIGHT).await.unwrap() > 0).then_some(()) }
     })
@@ -289,7 +259,7 @@ async fn a_full_queue_refuses_writes_with_retry_after_and_stays_up() {
     assert_eq!(stack.queue().await["queue_size"], 5);
     // Once the worker drains the queue, writes are accepted again.
     let _worker = stack.spawn_worker("w1");
-    stack.drained(Duration::from_secs(20)).await;
+    stack.drained(Duration::from_secs(60)).await;
     assert_eq!(stack.put("q-5", product("later", 5)).await.0, 200);
 }
 

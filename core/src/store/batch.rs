@@ -64,7 +64,6 @@ fn versions_json(done: &[Settled]) -> String {
 
 fn release_keys(inv: &mut redis::ScriptInvocation<'_>) {
     inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::LEASES).key(keys::BATCHES_SINCE);
-    inv.key(keys::per_key::IN_FLIGHT).key(keys::per_key::IN_FLIGHT_SINCE).key(keys::per_key::LEASES);
 }
 
 impl Store {

@@ -35,13 +35,6 @@ pub mod keys {
     pub fn batch(id: &str) -> String {
         format!("{BATCH_PREFIX}{id}")
     }
-
-    /// The per-key lease keys used before batches; the reaper hands back what they still hold.
-    pub mod per_key {
-        pub const IN_FLIGHT: &str = "write_behind:inflight";
-        pub const IN_FLIGHT_SINCE: &str = "write_behind:inflight_since";
-        pub const LEASES: &str = "write_behind:leases";
-    }
 }
 
 mod batch;

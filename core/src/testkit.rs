@@ -20,9 +20,9 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within 30s");
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within 60s");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -205,7 +205,7 @@ impl PgServer {
         as_service(&mut cmd, self.user.as_ref());
         self.child = Some(cmd.spawn().expect("postgres runs"));
         wait_for_port(self.port, "postgres");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ready = Command::new(self.bindir.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "wbc", "-d", "postgres"])

@@ -17,7 +17,7 @@ async fn observed_seq(stack: &Stack) -> i64 {
 
 /// Whether the worker has recorded what it knows of Redis in PostgreSQL.
 async fn worker_remembers_redis(stack: &Stack) -> bool {
-    wait_until(Duration::from_secs(30), || async {
+    wait_until(Duration::from_secs(60), || async {
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM wbc_meta").fetch_one(&stack.pool).await.unwrap();
         (rows > 0).then_some(())
     })
@@ -27,7 +27,7 @@ async fn worker_remembers_redis(stack: &Stack) -> bool {
 
 async fn loss_reported(stack: &Stack, worker: &common::WorkerProc) -> bool {
     // The metric counts the report in PostgreSQL; `/admin/queue` shows it once Redis is marked.
-    wait_until(Duration::from_secs(30), || async {
+    wait_until(Duration::from_secs(60), || async {
         let counted = worker.metric("wbc_data_loss_detected_total").await.is_some_and(|n| n >= 1.0);
         (counted && !stack.queue().await["last_data_loss_at_ms"].is_null()).then_some(())
     })
@@ -49,7 +49,7 @@ async fn a_restart_from_an_older_snapshot_is_detected_as_a_loss_with_a_lower_bou
     }
     // The worker must have seen the newer state, or nothing could tell that it went away; a
     // worker that never looks is caught by the assertion below.
-    wait_until(Duration::from_secs(30), || async { (observed_seq(&stack).await >= 4).then_some(()) }).await;
+    wait_until(Duration::from_secs(60), || async { (observed_seq(&stack).await >= 4).then_some(()) }).await;
     stack.redis.kill9();
     stack.redis.restart(); // loads the snapshot: k1 only
     assert!(loss_reported(&stack, &worker).await, "the rollback went unnoticed: {}", worker.log_text());
@@ -71,14 +71,14 @@ async fn a_worker_killed_in_the_middle_of_loss_detection_still_reports_the_loss_
     let mut stack = Stack::start(&[("flush-interval", "20ms")]).await;
     let mut worker = stack.spawn_worker("w1");
     stack.put("before", product("before", 0)).await;
-    stack.drained(Duration::from_secs(30)).await;
+    stack.drained(Duration::from_secs(60)).await;
     assert!(worker_remembers_redis(&stack).await, "the worker never recorded Redis's state in PostgreSQL");
     // Hold the products table so that the worker's recovery blocks where it reads PostgreSQL's
     // highest version, then kill it there.
     let mut lock = stack.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE products IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut stack.redis().await).await.unwrap();
-    let blocked = wait_until(Duration::from_secs(30), || async {
+    let blocked = wait_until(Duration::from_secs(60), || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%products%'",
         )

@@ -94,7 +94,7 @@ async fn every_metric_moves_and_every_dashboard_query_returns_data() {
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    stack.drained(Duration::from_secs(30)).await;
+    stack.drained(Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(3)).await; // two more scrapes
 
     // Prometheus answers every dashboard query with data.

@@ -36,7 +36,7 @@ async fn handing_a_batch_back_never_overfills_the_queue() {
     }
     let mut worker = WorkerProc::spawn(&stack, "w1", &[("SHUTDOWN_GRACE", "300ms")]);
     let claimed =
-        wait_until(Duration::from_secs(20), || async { (stack.queue().await["in_flight"] == 3).then_some(()) }).await;
+        wait_until(Duration::from_secs(60), || async { (stack.queue().await["in_flight"] == 3).then_some(()) }).await;
     assert!(claimed.is_some(), "the worker did not claim the batch");
     // The three keys in flight fill the queue: a new key is refused.
     for i in 0..3 {
@@ -59,7 +59,7 @@ async fn a_replay_into_a_full_queue_keeps_the_dead_letters() {
     let mut worker = stack.spawn_worker("w1");
     stack.put("p-1", product("poison", 1)).await;
     stack.put("p-2", product("poison", 2)).await;
-    let parked = wait_until(Duration::from_secs(30), || async {
+    let parked = wait_until(Duration::from_secs(60), || async {
         (stack.get_json("/admin/dlq").await.1["count"] == 2).then_some(())
     })
     .await;
@@ -79,19 +79,19 @@ async fn a_dead_lettered_write_is_not_served_as_if_it_were_stored() {
     let stack = Stack::start(FAST_RETRY).await;
     let _worker = stack.spawn_worker("w1");
     let (_, stored) = stack.put("d-1", product("stored", 1)).await;
-    stack.drained(Duration::from_secs(30)).await;
+    stack.drained(Duration::from_secs(60)).await;
     sqlx::query("ALTER TABLE products ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
         .execute(&stack.pool)
         .await
         .unwrap();
     stack.put("d-1", product("poison", 2)).await;
     stack.put("d-2", product("poison", 3)).await;
-    let parked = wait_until(Duration::from_secs(30), || async {
+    let parked = wait_until(Duration::from_secs(60), || async {
         (stack.get_json("/admin/dlq").await.1["count"] == 2).then_some(())
     })
     .await;
     assert!(parked.is_some(), "the poison records were not dead-lettered");
-    stack.drained(Duration::from_secs(30)).await;
+    stack.drained(Duration::from_secs(60)).await;
     // GET answers what PostgreSQL holds: the older stored value, or nothing.
     let (status, read) = stack.get_json("/products/d-1").await;
     assert_eq!((status, read["name"].as_str()), (200, Some("stored")), "{read}");
@@ -117,7 +117,7 @@ async fn a_value_that_cannot_be_decoded_is_dead_lettered_with_the_reason() {
         stack.put(&format!("fine-{i}"), product("fine", i)).await;
     }
     let _worker = stack.spawn_worker("w1");
-    stack.drained(Duration::from_secs(30)).await;
+    stack.drained(Duration::from_secs(60)).await;
     assert_eq!(stack.rows().await.len(), 20, "the decodable values persist");
     let (_, dlq) = stack.get_json("/admin/dlq").await;
     assert_eq!(dlq["count"], 1, "{dlq}");

@@ -80,11 +80,11 @@ async fn a_trace_follows_each_write_to_the_batch_that_commits_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    stack.drained(Duration::from_secs(20)).await;
+    stack.drained(Duration::from_secs(60)).await;
     assert!(worker.terminate(Duration::from_secs(20)), "worker did not stop cleanly");
     drop(telemetry); // flushes the API's spans
 
-    let got = wait_until(Duration::from_secs(10), || async {
+    let got = wait_until(Duration::from_secs(60), || async {
         let s = spans.lock().unwrap().clone();
         (named(&s, "persisted").len() == 1 && named(&s, "PUT /products/{id}").len() == 3).then_some(s)
     })

@@ -214,7 +214,7 @@ impl WorkerProc {
     /// Waits until the worker answers /readyz with 200.
     pub async fn ready(&self) {
         let url = self.metrics_url.replace("/metrics", "/readyz");
-        let ok = wait_until(Duration::from_secs(30), || async {
+        let ok = wait_until(Duration::from_secs(60), || async {
             reqwest::get(&url).await.ok().filter(|r| r.status() == 200).map(|_| ())
         })
         .await;

@@ -25,9 +25,9 @@ use crate::{
 /// Generous limits for a loaded two-core machine; every wait polls and ends as soon as it can.
 const START_LIMIT: Duration = Duration::from_secs(30);
 const LOAD_LIMIT: Duration = Duration::from_secs(60);
-const HIT_LIMIT: Duration = Duration::from_secs(20);
+const HIT_LIMIT: Duration = Duration::from_secs(60);
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-const REPORT_LIMIT: Duration = Duration::from_secs(15);
+const REPORT_LIMIT: Duration = Duration::from_secs(60);
 
 /// One process of a cell, started again whenever it exits on its own.
 pub struct Supervised {

@@ -1,0 +1,80 @@
+//! Writes that bypass Redis or whose outcome in Redis is unknown: the write-through fallback while
+//! Redis is down or cut off, versions PostgreSQL holds above Redis's clock, and a database that
+//! hangs instead of refusing.
+mod common;
+
+use std::time::Duration;
+
+use common::{Stack, product, wait_until};
+use redis::AsyncCommands;
+use serde_json::Value;
+use wbc_core::{store::keys, testkit::RedisServer};
+
+/// Redis that keeps every acknowledged write through a `kill -9`.
+fn durable_redis() -> RedisServer {
+    RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+}
+
+async fn call(stack: &Stack, method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut req = stack.http.request(method, url);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(stack: &Stack, api: &str, id: &str) -> (u16, Value) {
+    call(stack, reqwest::Method::GET, format!("{api}/products/{id}"), None).await
+}
+
+async fn delete(stack: &Stack, api: &str, id: &str) -> (u16, Value) {
+    call(stack, reqwest::Method::DELETE, format!("{api}/products/{id}"), None).await
+}
+
+/// Waits until the stack's API reaches Redis again after a restart.
+async fn redis_back(stack: &Stack) {
+    let back = wait_until(Duration::from_secs(10), || async { stack.queue().await["queue_size"].as_u64() }).await;
+    assert!(back.is_some(), "the API did not reconnect to Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_write_through_fallback_no_api_serves_the_value_redis_held_before_the_outage() {
+    let flags = [("redis-down-policy", "write-through"), ("flush-interval", "20ms")];
+    let mut stack = Stack::start_with_redis(durable_redis(), &flags).await;
+    let _worker = stack.spawn_worker("w1");
+    assert_eq!(stack.put("k1", product("A", 1)).await.0, 200);
+    assert_eq!(stack.put("k2", product("X", 1)).await.0, 200);
+    stack.drained(Duration::from_secs(10)).await;
+    assert_eq!(get(&stack, &stack.api, "k1").await.1["source"], "cache");
+
+    // One API writes k1 through PostgreSQL; another deletes k2 that way, and then goes away.
+    let gone_pod = stack.another_api(&stack.store_args()).await;
+    stack.redis.kill9();
+    let (status, b) = stack.put("k1", product("B", 2)).await;
+    assert_eq!((status, b["source"].as_str()), (200, Some("database")), "{b}");
+    let (status, gone) = delete(&stack, &gone_pod.url, "k2").await;
+    assert_eq!((status, gone["source"].as_str()), (200, Some("database")), "{gone}");
+    drop(gone_pod);
+    stack.redis.restart();
+    redis_back(&stack).await;
+
+    // The API that wrote k1 serves PostgreSQL's value at once.
+    let (status, k1) = get(&stack, &stack.api, "k1").await;
+    assert_eq!((status, k1["name"].as_str()), (200, Some("B")), "GET k1 after the outage: {k1}");
+    // The delete reaches Redis through the worker, which applies what PostgreSQL recorded.
+    let deleted = wait_until(Duration::from_secs(10), || async {
+        (get(&stack, &stack.api, "k2").await.0 == 404).then_some(())
+    })
+    .await;
+    let k2 = get(&stack, &stack.api, "k2").await;
+    assert!(deleted.is_some(), "GET k2 after its delete: {k2:?}");
+
+    // The versions PostgreSQL issued reached Redis, so later writes are newer.
+    let vmax: Option<i64> = stack.redis().await.hget(keys::product("k1"), "vmax").await.unwrap();
+    assert!(vmax >= b["version"].as_i64(), "vmax {vmax:?} is below the fallback's version {b}");
+    let (_, c) = stack.put("k1", product("C", 3)).await;
+    assert!(c["version"].as_i64() > b["version"].as_i64(), "{c} is not newer than {b}");
+    stack.drained(Duration::from_secs(10)).await;
+    assert_eq!(stack.rows().await["k1"].1, "C");
+}

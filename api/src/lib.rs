@@ -59,6 +59,8 @@ pub struct Shared {
     pub pool: wbc_core::PgPool,
     pub pipeline: Pipeline,
     pub metrics: ApiMetrics,
+    /// Versions this process had PostgreSQL issue while Redis was unreachable, not yet in Redis.
+    pub fences: wbc_core::fallback::PendingFences,
 }
 
 impl std::ops::Deref for AppState {
@@ -107,7 +109,13 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     let redis = Store::connect(&store.redis_url).await?;
     let pool = db::connect(&store.database_url, store.database_max_connections).await?;
     db::migrate(&pool).await?;
-    let state = AppState(Arc::new(Shared { store: redis.clone(), pool: pool.clone(), pipeline, metrics }));
+    let state = AppState(Arc::new(Shared {
+        store: redis.clone(),
+        pool: pool.clone(),
+        pipeline,
+        metrics,
+        fences: Default::default(),
+    }));
     let ops = Arc::new(ops::Ops::new(registry, queue, redis, pool));
     Ok((state, ops))
 }

@@ -81,10 +81,14 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Jso
 
 async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ProductBody>> {
     product::validate_id(&id)?;
-    match s.store.get(&id).await {
+    let cached = match s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await {
+        Ok(()) => s.store.get(&id).await,
+        Err(e) => Err(e),
+    };
+    match &cached {
         Ok(Some(record)) => {
             s.metrics.cache_hits.inc();
-            return live(record, Source::Cache);
+            return live(record.clone(), Source::Cache);
         }
         Ok(None) => {}
         // Reads keep working from PostgreSQL while Redis is down.
@@ -94,9 +98,12 @@ async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<
     let Some(record) = db::get(&s.pool, &id).await? else {
         return Err(ApiError::NotFound(id));
     };
-    // Refill the cache; a failure here only costs the next read another miss.
-    if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
-        tracing::warn!(error = %e, %id, "cache refill failed");
+    // Refill the cache; a failure here only costs the next read another miss. Not when Redis
+    // failed: it may still hold values older than PostgreSQL's that this process has not fenced.
+    if cached.is_ok() {
+        if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
+            tracing::warn!(error = %e, %id, "cache refill failed");
+        }
     }
     live(record, Source::Database)
 }
@@ -135,11 +142,7 @@ fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Resul
 async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(Record, Source)> {
     let op = if input.is_some() { "upsert" } else { "delete" };
     if s.pipeline.mode == WriteMode::WriteBehind {
-        let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
-        let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
-        let queued =
-            s.store.write(id, input.as_ref(), s.pipeline.queue_capacity, traceparent.as_deref()).instrument(span).await;
-        match queued {
+        match queue(s, id, input.as_ref()).await {
             Ok(queued) => {
                 if queued.coalesced {
                     s.metrics.writes_coalesced.inc();
@@ -154,7 +157,10 @@ async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(R
             // The overflow policy sends this write through to PostgreSQL.
             Err(wbc_core::Error::QueueFull { .. }) => {}
             Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
-                tracing::warn!(error = %e, %id, "redis unavailable; writing through");
+                tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
+                let record = guarded(s, without_redis(s, id, input).await)?;
+                s.metrics.writes.with_label_values(&[mode_label(WriteMode::WriteThrough), op]).inc();
+                return Ok((record, Source::Database));
             }
             Err(e) => return guarded(s, Err(e.into())),
         }
@@ -162,6 +168,14 @@ async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(R
     let record = guarded(s, write_through(s, id, input).await)?;
     s.metrics.writes.with_label_values(&[mode_label(WriteMode::WriteThrough), op]).inc();
     Ok((record, Source::Database))
+}
+
+/// Queues a write in Redis, once Redis knows every version this process wrote without it.
+async fn queue(s: &AppState, id: &str, input: Option<&ProductInput>) -> wbc_core::Result<wbc_core::store::Queued> {
+    let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
+    let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
+    s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).instrument(span.clone()).await?;
+    s.store.write(id, input, s.pipeline.queue_capacity, traceparent.as_deref()).instrument(span).await
 }
 
 fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
@@ -174,11 +188,15 @@ fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
 /// Commits to PostgreSQL first, then refreshes the cache, so that an answer means durable.
 /// Without Redis (and where the policy allows), PostgreSQL issues the version itself.
 async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
-    let version = match s.store.reserve_version(id).await {
+    let reserved = match s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await {
+        Ok(()) => s.store.reserve_version(id).await,
+        Err(e) => Err(e),
+    };
+    let version = match reserved {
         Ok(v) => v,
         Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
             tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
-            return Ok(db::upsert_next_version(&s.pool, id, input.as_ref()).await?);
+            return without_redis(s, id, input).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -187,5 +205,13 @@ async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> R
     if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
         tracing::warn!(error = %e, %id, "cache refresh after write-through failed");
     }
+    Ok(record)
+}
+
+/// Writes to PostgreSQL, which issues the version, and remembers that version for Redis: this
+/// process applies it before it next uses Redis (PostgreSQL's record of it is for the worker).
+async fn without_redis(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
+    let record = db::upsert_next_version(&s.pool, id, input.as_ref()).await?;
+    s.fences.note(id, record.version);
     Ok(record)
 }

@@ -72,19 +72,27 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
 }
 
 /// Writes one record without Redis, with a version PostgreSQL issues: the clock in microseconds,
-/// raised past the row's current version. Returns the record as written.
+/// raised past the row's current version. The same statement records the version in
+/// `wbc_fallback_versions`, so that it reaches Redis even if this process dies before it can
+/// apply it there (see `fallback`). Returns the record as written.
 pub async fn upsert_next_version(pool: &PgPool, id: &str, input: Option<&crate::ProductInput>) -> Result<Record> {
     let mut record = match input {
         Some(p) => Record::product(id, p.clone(), 0),
         None => Record::tombstone(id, 0),
     };
     record.version = sqlx::query_scalar(
-        "INSERT INTO products (id, name, price, quantity, version, deleted) \
-         VALUES ($1, $2, $3::float8, $4::int8, (extract(epoch FROM clock_timestamp()) * 1000000)::int8, $5) \
-         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
-           quantity = EXCLUDED.quantity, deleted = EXCLUDED.deleted, updated_at = now(), \
-           version = GREATEST(EXCLUDED.version, products.version + 1) \
-         RETURNING version",
+        "WITH written AS ( \
+           INSERT INTO products (id, name, price, quantity, version, deleted) \
+           VALUES ($1, $2, $3::float8, $4::int8, (extract(epoch FROM clock_timestamp()) * 1000000)::int8, $5) \
+           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
+             quantity = EXCLUDED.quantity, deleted = EXCLUDED.deleted, updated_at = now(), \
+             version = GREATEST(EXCLUDED.version, products.version + 1) \
+           RETURNING id, version), \
+         recorded AS ( \
+           INSERT INTO wbc_fallback_versions (id, version) SELECT id, version FROM written \
+           ON CONFLICT (id) DO UPDATE SET \
+             version = GREATEST(wbc_fallback_versions.version, EXCLUDED.version)) \
+         SELECT version FROM written",
     )
     .bind(&record.id)
     .bind(&record.name)
@@ -94,6 +102,25 @@ pub async fn upsert_next_version(pool: &PgPool, id: &str, input: Option<&crate::
     .fetch_one(pool)
     .await?;
     Ok(record)
+}
+
+/// Up to `limit` versions that PostgreSQL issued without Redis and Redis has not been told of.
+pub async fn fallback_versions(pool: &PgPool, limit: i64) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT id, version FROM wbc_fallback_versions LIMIT $1").bind(limit).fetch_all(pool).await?)
+}
+
+/// Forgets versions applied to Redis; a newer one recorded for the key meanwhile stays.
+pub async fn forget_fallback_versions(pool: &PgPool, applied: &[(String, i64)]) -> Result<()> {
+    let (ids, versions): (Vec<&str>, Vec<i64>) = applied.iter().map(|(id, v)| (id.as_str(), *v)).unzip();
+    sqlx::query(
+        "DELETE FROM wbc_fallback_versions f USING UNNEST($1::text[], $2::int8[]) AS a (id, version) \
+         WHERE f.id = a.id AND f.version <= a.version",
+    )
+    .bind(&ids)
+    .bind(&versions)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// The stored record of a key, tombstones included.

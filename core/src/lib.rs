@@ -2,6 +2,7 @@
 pub mod config;
 pub mod db;
 mod error;
+pub mod fallback;
 pub mod ops;
 pub mod product;
 pub mod store;

@@ -166,6 +166,10 @@ impl Worker {
             if let Err(e) = self.housekeeping(&mut known_epoch).await {
                 tracing::warn!(error = %e, "housekeeping failed");
             }
+            // Apart from the rest, which stops at its first error: neither waits on the other's store.
+            if let Err(e) = wbc_core::fallback::apply_recorded(&self.store, &self.pool, self.pipeline.cache_ttl).await {
+                tracing::warn!(error = %e, "versions written without Redis not yet applied to it");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.changed() => {}

@@ -40,6 +40,7 @@ pub mod keys {
 }
 
 mod dead_letter;
+mod fence;
 
 pub use dead_letter::{DeadLetter, Replayed, replay};
 
@@ -55,6 +56,7 @@ struct Scripts {
     release: Script,
     dead_letter: Script,
     replay: Script,
+    fence: Script,
 }
 
 impl Scripts {
@@ -70,6 +72,7 @@ impl Scripts {
             release: batch(include_str!("../scripts/release.lua")),
             dead_letter: Script::new(include_str!("../scripts/dead_letter.lua")),
             replay: versioned(include_str!("../scripts/replay.lua")),
+            fence: Script::new(include_str!("../scripts/fence.lua")),
         }
     }
 }
@@ -264,19 +267,21 @@ impl Store {
         Ok(stored == 1)
     }
 
-    /// The cached record of a key, tombstones included.
+    /// The cached record of a key, tombstones included. A queued value older than a version
+    /// PostgreSQL issued without Redis (see `fence`) is not served.
     pub async fn get(&self, id: &str) -> Result<Option<Record>> {
-        let (data, deleted, version): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+        type Fields = (Option<String>, Option<String>, Option<String>, Option<String>);
+        let (data, deleted, version, stale_below): Fields = redis::cmd("HMGET")
             .arg(keys::product(id))
-            .arg("data")
-            .arg("deleted")
-            .arg("version")
+            .arg(&["data", "deleted", "version", "stale_below"])
             .query_async(&mut self.conn.clone())
             .await?;
-        match (data, deleted, version) {
-            (Some(data), Some(deleted), Some(version)) => decode(id, &data, &deleted, &version).map(Some),
-            _ => Ok(None),
-        }
+        let (Some(data), Some(deleted), Some(version)) = (data, deleted, version) else {
+            return Ok(None);
+        };
+        let record = decode(id, &data, &deleted, &version)?;
+        let superseded = stale_below.and_then(|s| s.parse::<i64>().ok()).is_some_and(|s| record.version < s);
+        Ok((!superseded).then_some(record))
     }
 
     /// Claims up to `batch_size` due keys as one batch under this worker's lease. The keys'

@@ -3,9 +3,9 @@
 //! hangs instead of refusing.
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Stack, product, wait_until};
+use common::{Stack, product, proxy::PausableProxy, wait_until};
 use redis::AsyncCommands;
 use serde_json::Value;
 use wbc_core::{store::keys, testkit::RedisServer};
@@ -63,10 +63,9 @@ async fn after_a_write_through_fallback_no_api_serves_the_value_redis_held_befor
     let (status, k1) = get(&stack, &stack.api, "k1").await;
     assert_eq!((status, k1["name"].as_str()), (200, Some("B")), "GET k1 after the outage: {k1}");
     // The delete reaches Redis through the worker, which applies what PostgreSQL recorded.
-    let deleted = wait_until(Duration::from_secs(10), || async {
-        (get(&stack, &stack.api, "k2").await.0 == 404).then_some(())
-    })
-    .await;
+    let deleted =
+        wait_until(Duration::from_secs(10), || async { (get(&stack, &stack.api, "k2").await.0 == 404).then_some(()) })
+            .await;
     let k2 = get(&stack, &stack.api, "k2").await;
     assert!(deleted.is_some(), "GET k2 after its delete: {k2:?}");
 
@@ -77,4 +76,44 @@ async fn after_a_write_through_fallback_no_api_serves_the_value_redis_held_befor
     assert!(c["version"].as_i64() > b["version"].as_i64(), "{c} is not newer than {b}");
     stack.drained(Duration::from_secs(10)).await;
     assert_eq!(stack.rows().await["k1"].1, "C");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_write_stalled_on_a_cut_link_never_lands_over_a_newer_acknowledged_write() {
+    let flags = [("redis-down-policy", "write-through"), ("flush-interval", "20ms")];
+    let stack = Stack::start(&flags).await;
+    let _worker = stack.spawn_worker("w1");
+    assert_eq!(stack.put("k", product("before", 0)).await.0, 200);
+    stack.drained(Duration::from_secs(10)).await;
+    let link = PausableProxy::start(stack.redis.port()).await;
+    let cut_off = stack.another_api(&wbc_core::StoreArgs { redis_url: link.redis_url(), ..stack.store_args() }).await;
+    assert_eq!(get(&stack, &cut_off.url, "k").await.1["name"], "before", "the proxy does not forward");
+
+    // The link stalls: the write reaches Redis's socket, or not, and the API cannot tell.
+    link.pause();
+    let start = Instant::now();
+    let (status, a) =
+        call(&stack, reqwest::Method::PUT, format!("{}/products/k", cut_off.url), Some(product("A", 1))).await;
+    assert_eq!((status, a["source"].as_str()), (200, Some("database")), "{a}");
+    let fell_back_after = start.elapsed();
+    // A later write through a healthy link, acknowledged and flushed.
+    let (status, b) = stack.put("k", product("B", 2)).await;
+    assert_eq!((status, b["source"].as_str()), (200, Some("cache")), "{b}");
+    assert!(b["version"].as_i64() > a["version"].as_i64(), "B {b} is not newer than A {a}");
+    stack.drained(Duration::from_secs(10)).await;
+    assert_eq!(stack.rows().await["k"].1, "B");
+
+    // The link heals and delivers the stalled write; it must not apply.
+    link.resume();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.drained(Duration::from_secs(10)).await;
+    let rows = stack.rows().await;
+    assert_eq!(
+        (rows["k"].1.as_str(), rows["k"].0),
+        ("B", b["version"].as_i64().unwrap()),
+        "PostgreSQL holds {:?}",
+        rows["k"]
+    );
+    assert_eq!(get(&stack, &stack.api, "k").await.1["name"], "B");
+    assert!(fell_back_after < Duration::from_secs(20), "the fallback took {fell_back_after:?}");
 }

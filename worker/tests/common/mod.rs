@@ -2,6 +2,8 @@
 //! worker processes that can be killed.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::{
     collections::HashMap,
     future::Future,

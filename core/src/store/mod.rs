@@ -39,6 +39,7 @@ pub mod keys {
     }
 }
 
+mod clock;
 mod dead_letter;
 mod fence;
 
@@ -129,11 +130,17 @@ pub struct Settled {
     pub stale: bool,
 }
 
+/// How long a queued write may take to reach Redis: past this deadline, in Redis time, Redis
+/// refuses it, and once it has certainly passed a write whose outcome is unknown may be written
+/// through PostgreSQL instead. Far above Redis's latency, even under load.
+pub const WRITE_BUDGET: Duration = Duration::from_secs(2);
+
 /// Handle to the Redis cache and queue; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
     scripts: std::sync::Arc<Scripts>,
+    clock: std::sync::Arc<clock::RedisClock>,
     /// Numbers this store's batches; with `instance`, unique across restarts of a worker that
     /// keeps its name and across a loss of Redis data, unlike a Redis counter.
     batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -164,6 +171,12 @@ fn versions_json(done: &[Settled]) -> String {
     json
 }
 
+/// A write that Redis did not run before its deadline, and now never will.
+fn past_deadline() -> Error {
+    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis did not run the write before its deadline");
+    Error::Redis(e.into())
+}
+
 fn release_keys(inv: &mut redis::ScriptInvocation<'_>) {
     inv.key(keys::DIRTY).key(keys::IN_FLIGHT).key(keys::LEASES).key(keys::BATCHES_SINCE);
     inv.key(keys::per_key::IN_FLIGHT).key(keys::per_key::IN_FLIGHT_SINCE).key(keys::per_key::LEASES);
@@ -187,10 +200,12 @@ impl Store {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        let clock = std::sync::Arc::new(clock::RedisClock::measure(&mut conn).await?);
         Ok(Self {
             conn,
             scripts: std::sync::Arc::new(Scripts::load()),
+            clock,
             batches: Default::default(),
             instance: rand::random(),
         })
@@ -207,7 +222,9 @@ impl Store {
     }
 
     /// Stores a product (or a tombstone for `None`) and queues it for the worker.
-    /// `traceparent` ties the write to the flush that persists it.
+    /// `traceparent` ties the write to the flush that persists it. An error means that the write
+    /// is not in Redis and never will be: a write whose reply is lost is fenced by its deadline,
+    /// and the error comes only once that deadline has passed in Redis's clock.
     pub async fn write(
         &self,
         id: &str,
@@ -216,24 +233,28 @@ impl Store {
         traceparent: Option<&str>,
     ) -> Result<Queued> {
         let (data, deleted) = encode(input);
-        let reply: i64 = self
-            .scripts
-            .write
-            .key(keys::product(id))
-            .key(keys::DIRTY)
-            .key(keys::VERSION_FLOOR)
-            .arg(id)
-            .arg(data)
-            .arg(deleted)
-            .arg(capacity)
-            .arg(traceparent.unwrap_or_default())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        // The version, negated when the write coalesced; 0 when the queue is full.
-        if reply == 0 {
-            return Err(Error::QueueFull { capacity });
+        let (deadline_us, passed) = self.clock.deadline(WRITE_BUDGET);
+        self.clock.refresh_if_old(&self.conn);
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.write.key(keys::product(id));
+        inv.key(keys::DIRTY).key(keys::VERSION_FLOOR).arg(id).arg(data).arg(deleted).arg(capacity);
+        inv.arg(traceparent.unwrap_or_default()).arg(deadline_us);
+        let reply: i64 = match tokio::time::timeout_at(passed.into(), inv.invoke_async(&mut conn)).await {
+            Ok(Ok(reply)) => reply,
+            // Refused: nothing was sent.
+            Ok(Err(e)) if e.is_connection_refusal() => return Err(e.into()),
+            Ok(Err(e)) => {
+                tokio::time::sleep_until(passed.into()).await;
+                return Err(e.into());
+            }
+            Err(_) => return Err(past_deadline()),
+        };
+        // The version, negated when the write coalesced; 0 when the queue is full; 2 when late.
+        match reply {
+            0 => Err(Error::QueueFull { capacity }),
+            2 => Err(past_deadline()),
+            v => Ok(Queued { version: v.abs(), coalesced: v < 0 }),
         }
-        Ok(Queued { version: reply.abs(), coalesced: reply < 0 })
     }
 
     /// Issues a version for a write that goes straight to PostgreSQL.

@@ -117,3 +117,49 @@ async fn a_redis_write_stalled_on_a_cut_link_never_lands_over_a_newer_acknowledg
     assert_eq!(get(&stack, &stack.api, "k").await.1["name"], "B");
     assert!(fell_back_after < Duration::from_secs(20), "the fallback took {fell_back_after:?}");
 }
+
+/// Puts rows in PostgreSQL, for keys Redis does not hold, with versions far above Redis's clock
+/// (as after a clock step back, or rows versioned by a clock that runs ahead). Returns that version.
+async fn rows_ahead_of_the_redis_clock(stack: &Stack, ids: &[&str]) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut stack.redis().await).await.unwrap();
+    let ahead = secs * 1_000_000 + micros + 1_000_000_000_000;
+    for id in ids {
+        sqlx::query("INSERT INTO products (id, name, price, quantity, version) VALUES ($1, 'ahead', 1, 1, $2)")
+            .bind(id)
+            .bind(ahead)
+            .execute(&stack.pool)
+            .await
+            .unwrap();
+    }
+    ahead
+}
+
+/// A PUT and a DELETE of keys whose rows are ahead of Redis's clock are persisted, not skipped as
+/// stale, and read back.
+async fn writes_over_rows_ahead_of_the_clock_persist(flags: &[(&str, &str)]) {
+    let stack = Stack::start(flags).await;
+    let _worker = stack.spawn_worker("w1");
+    let ahead = rows_ahead_of_the_redis_clock(&stack, &["p-1", "d-1"]).await;
+    let (status, put) = stack.put("p-1", product("new", 2)).await;
+    assert_eq!(status, 200, "{put}");
+    let (status, del) = delete(&stack, &stack.api, "d-1").await;
+    assert_eq!(status, 200, "{del}");
+    stack.drained(Duration::from_secs(10)).await;
+    let rows = stack.rows().await;
+    assert_eq!(rows["p-1"].1, "new", "the PUT was not persisted: {:?} (the API answered {put})", rows["p-1"]);
+    assert!(rows["d-1"].3, "the DELETE was not persisted: {:?} (the API answered {del})", rows["d-1"]);
+    assert!(rows["p-1"].0 > ahead && rows["d-1"].0 > ahead);
+    assert_eq!((rows["p-1"].0, rows["d-1"].0), (put["version"].as_i64().unwrap(), del["version"].as_i64().unwrap()));
+    assert_eq!(get(&stack, &stack.api, "p-1").await.1["name"], "new");
+    assert_eq!(get(&stack, &stack.api, "d-1").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_behind_writes_over_rows_ahead_of_the_redis_clock_are_persisted() {
+    writes_over_rows_ahead_of_the_clock_persist(&[("flush-interval", "20ms")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_through_writes_over_rows_ahead_of_the_redis_clock_are_persisted() {
+    writes_over_rows_ahead_of_the_clock_persist(&[("write-mode", "write-through")]).await;
+}

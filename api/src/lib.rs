@@ -2,6 +2,7 @@
 mod admin;
 mod error;
 mod metrics;
+mod persisted;
 mod products;
 mod trace;
 
@@ -61,6 +62,8 @@ pub struct Shared {
     pub metrics: ApiMetrics,
     /// Versions this process had PostgreSQL issue while Redis was unreachable, not yet in Redis.
     pub fences: wbc_core::fallback::PendingFences,
+    /// Versions PostgreSQL holds, for writes to keys Redis no longer remembers.
+    pub persisted: persisted::PersistedVersions,
 }
 
 impl std::ops::Deref for AppState {
@@ -115,6 +118,7 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
         pipeline,
         metrics,
         fences: Default::default(),
+        persisted: Default::default(),
     }));
     let ops = Arc::new(ops::Ops::new(registry, queue, redis, pool));
     Ok((state, ops))

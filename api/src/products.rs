@@ -56,7 +56,8 @@ async fn create(
 ) -> Result<impl IntoResponse> {
     let input = guarded(&s, parse_body(&headers, body))?;
     let id = product::new_id();
-    let (record, source) = write(&s, &id, Some(input)).await?;
+    // A fresh random id: PostgreSQL holds no version for it.
+    let (record, source) = write(&s, &id, Some(input), Some(0)).await?;
     let location = format!("/products/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(ProductBody::new(record, source))))
 }
@@ -69,13 +70,13 @@ async fn replace(
 ) -> Result<Json<ProductBody>> {
     guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
     let input = guarded(&s, parse_body(&headers, body))?;
-    let (record, source) = write(&s, &id, Some(input)).await?;
+    let (record, source) = write(&s, &id, Some(input), None).await?;
     Ok(Json(ProductBody::new(record, source)))
 }
 
 async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedBody>> {
     guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
-    let (record, source) = write(&s, &id, None).await?;
+    let (record, source) = write(&s, &id, None, None).await?;
     Ok(Json(DeletedBody { id: record.id, version: record.version, deleted: true, source }))
 }
 
@@ -138,11 +139,17 @@ fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Resul
     Ok(product::parse_input(&body)?)
 }
 
-/// Applies a write (a product, or a tombstone for `None`) in the configured mode.
-async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(Record, Source)> {
+/// Applies a write (a product, or a tombstone for `None`) in the configured mode. `persisted` is
+/// the version PostgreSQL holds for the key, where the caller knows it.
+async fn write(
+    s: &AppState,
+    id: &str,
+    input: Option<ProductInput>,
+    persisted: Option<i64>,
+) -> Result<(Record, Source)> {
     let op = if input.is_some() { "upsert" } else { "delete" };
     if s.pipeline.mode == WriteMode::WriteBehind {
-        match queue(s, id, input.as_ref()).await {
+        match queue(s, id, input.as_ref(), persisted).await {
             Ok(queued) => {
                 if queued.coalesced {
                     s.metrics.writes_coalesced.inc();
@@ -170,12 +177,24 @@ async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(R
     Ok((record, Source::Database))
 }
 
-/// Queues a write in Redis, once Redis knows every version this process wrote without it.
-async fn queue(s: &AppState, id: &str, input: Option<&ProductInput>) -> wbc_core::Result<wbc_core::store::Queued> {
+/// Queues a write in Redis, once Redis knows every version this process wrote without it. A key
+/// Redis no longer remembers is versioned above the row PostgreSQL holds for it.
+async fn queue(
+    s: &AppState,
+    id: &str,
+    input: Option<&ProductInput>,
+    persisted: Option<i64>,
+) -> wbc_core::Result<wbc_core::store::Queued> {
     let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
     let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
     s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).instrument(span.clone()).await?;
-    s.store.write(id, input, s.pipeline.queue_capacity, traceparent.as_deref()).instrument(span).await
+    let capacity = s.pipeline.queue_capacity;
+    let queued = s.store.write(id, input, capacity, traceparent.as_deref(), persisted).instrument(span.clone()).await;
+    let Err(wbc_core::Error::VersionUnknown { .. }) = queued else {
+        return queued;
+    };
+    let persisted = s.persisted.of(&s.pool, id).await;
+    s.store.write(id, input, capacity, traceparent.as_deref(), Some(persisted)).instrument(span).await
 }
 
 fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
@@ -186,13 +205,14 @@ fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
 }
 
 /// Commits to PostgreSQL first, then refreshes the cache, so that an answer means durable.
+/// Redis reserves the version, and PostgreSQL raises it past the row's if that is ahead.
 /// Without Redis (and where the policy allows), PostgreSQL issues the version itself.
 async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
     let reserved = match s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await {
         Ok(()) => s.store.reserve_version(id).await,
         Err(e) => Err(e),
     };
-    let version = match reserved {
+    let reserved = match reserved {
         Ok(v) => v,
         Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
             tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
@@ -200,18 +220,21 @@ async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> R
         }
         Err(e) => return Err(e.into()),
     };
-    let record = record(id, input, version);
-    db::upsert(&s.pool, std::slice::from_ref(&record)).await?;
+    let record = db::upsert_next_version(&s.pool, id, input.as_ref(), reserved, true).await?;
     if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
         tracing::warn!(error = %e, %id, "cache refresh after write-through failed");
+        if record.version > reserved {
+            s.fences.note(id, record.version);
+        }
     }
     Ok(record)
 }
 
-/// Writes to PostgreSQL, which issues the version, and remembers that version for Redis: this
-/// process applies it before it next uses Redis (PostgreSQL's record of it is for the worker).
+/// Writes to PostgreSQL, which issues the version from where Redis's clock is now, and
+/// remembers that version for Redis: this process applies it before it next uses Redis
+/// (PostgreSQL's record of it is for the worker).
 async fn without_redis(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
-    let record = db::upsert_next_version(&s.pool, id, input.as_ref()).await?;
+    let record = db::upsert_next_version(&s.pool, id, input.as_ref(), s.store.redis_now_us_at_most(), false).await?;
     s.fences.note(id, record.version);
     Ok(record)
 }

@@ -71,25 +71,34 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
     .await?)
 }
 
-/// Writes one record without Redis, with a version PostgreSQL issues: the clock in microseconds,
-/// raised past the row's current version. The same statement records the version in
-/// `wbc_fallback_versions`, so that it reaches Redis even if this process dies before it can
-/// apply it there (see `fallback`). Returns the record as written.
-pub async fn upsert_next_version(pool: &PgPool, id: &str, input: Option<&crate::ProductInput>) -> Result<Record> {
+/// Writes one record with a version PostgreSQL settles: `at_least`, raised past the row's
+/// version, so that it is newer than every version persisted for the key whatever the clocks did.
+/// A version Redis does not know (`redis_issued` is false: PostgreSQL issued it while Redis was
+/// unreachable, or it was raised above the one Redis reserved) is recorded in
+/// `wbc_fallback_versions` by the same statement, so that it reaches Redis even if this process
+/// dies before it can apply it there (see `fallback`). Returns the record as written.
+pub async fn upsert_next_version(
+    pool: &PgPool,
+    id: &str,
+    input: Option<&crate::ProductInput>,
+    at_least: i64,
+    redis_issued: bool,
+) -> Result<Record> {
     let mut record = match input {
-        Some(p) => Record::product(id, p.clone(), 0),
-        None => Record::tombstone(id, 0),
+        Some(p) => Record::product(id, p.clone(), at_least),
+        None => Record::tombstone(id, at_least),
     };
     record.version = sqlx::query_scalar(
         "WITH written AS ( \
            INSERT INTO products (id, name, price, quantity, version, deleted) \
-           VALUES ($1, $2, $3::float8, $4::int8, (extract(epoch FROM clock_timestamp()) * 1000000)::int8, $5) \
+           VALUES ($1, $2, $3::float8, $4::int8, $5, $6) \
            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
              quantity = EXCLUDED.quantity, deleted = EXCLUDED.deleted, updated_at = now(), \
              version = GREATEST(EXCLUDED.version, products.version + 1) \
            RETURNING id, version), \
          recorded AS ( \
-           INSERT INTO wbc_fallback_versions (id, version) SELECT id, version FROM written \
+           INSERT INTO wbc_fallback_versions (id, version) \
+           SELECT id, version FROM written WHERE NOT $7 OR version > $5 \
            ON CONFLICT (id) DO UPDATE SET \
              version = GREATEST(wbc_fallback_versions.version, EXCLUDED.version)) \
          SELECT version FROM written",
@@ -98,10 +107,17 @@ pub async fn upsert_next_version(pool: &PgPool, id: &str, input: Option<&crate::
     .bind(&record.name)
     .bind(record.price)
     .bind(record.quantity)
+    .bind(record.version)
     .bind(record.deleted)
+    .bind(redis_issued)
     .fetch_one(pool)
     .await?;
     Ok(record)
+}
+
+/// The version PostgreSQL holds for a key, tombstones included: one primary-key lookup.
+pub async fn persisted_version(pool: &PgPool, id: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT version FROM products WHERE id = $1").bind(id).fetch_optional(pool).await?)
 }
 
 /// Up to `limit` versions that PostgreSQL issued without Redis and Redis has not been told of.

@@ -62,6 +62,13 @@ impl RedisClock {
         *self.offset.lock().expect("clock lock")
     }
 
+    /// The latest Redis time it can be now, in Unix microseconds.
+    pub(crate) fn now_us_at_most(&self) -> i64 {
+        let now = self.local_us(Instant::now());
+        let o = self.offset();
+        now + o.hi + o.drift(now)
+    }
+
     /// A deadline `budget` from now in Redis time, and the local instant by which Redis's clock
     /// has certainly passed it.
     pub(crate) fn deadline(&self, budget: Duration) -> (i64, Instant) {

@@ -222,15 +222,19 @@ impl Store {
     }
 
     /// Stores a product (or a tombstone for `None`) and queues it for the worker.
-    /// `traceparent` ties the write to the flush that persists it. An error means that the write
-    /// is not in Redis and never will be: a write whose reply is lost is fenced by its deadline,
-    /// and the error comes only once that deadline has passed in Redis's clock.
+    /// `traceparent` ties the write to the flush that persists it. `persisted` is the version
+    /// PostgreSQL holds for the key (0 for none), when the caller knows it; without it a key that
+    /// Redis no longer remembers fails with `VersionUnknown`, as its row may be ahead of Redis's
+    /// clock. Any other error means that the write is not in Redis and never will be: a write
+    /// whose reply is lost is fenced by its deadline, and the error comes only once that deadline
+    /// has passed in Redis's clock.
     pub async fn write(
         &self,
         id: &str,
         input: Option<&ProductInput>,
         capacity: u64,
         traceparent: Option<&str>,
+        persisted: Option<i64>,
     ) -> Result<Queued> {
         let (data, deleted) = encode(input);
         let (deadline_us, passed) = self.clock.deadline(WRITE_BUDGET);
@@ -238,7 +242,9 @@ impl Store {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.write.key(keys::product(id));
         inv.key(keys::DIRTY).key(keys::VERSION_FLOOR).arg(id).arg(data).arg(deleted).arg(capacity);
-        inv.arg(traceparent.unwrap_or_default()).arg(deadline_us);
+        inv.arg(traceparent.unwrap_or_default())
+            .arg(deadline_us)
+            .arg(persisted.map(|v| v.to_string()).unwrap_or_default());
         let reply: i64 = match tokio::time::timeout_at(passed.into(), inv.invoke_async(&mut conn)).await {
             Ok(Ok(reply)) => reply,
             // Refused: nothing was sent.
@@ -249,12 +255,20 @@ impl Store {
             }
             Err(_) => return Err(past_deadline()),
         };
-        // The version, negated when the write coalesced; 0 when the queue is full; 2 when late.
+        // The version, negated when the write coalesced; 0 when the queue is full; 1 when the
+        // persisted version is needed; 2 when late.
         match reply {
             0 => Err(Error::QueueFull { capacity }),
+            1 => Err(Error::VersionUnknown { id: id.to_owned() }),
             2 => Err(past_deadline()),
             v => Ok(Queued { version: v.abs(), coalesced: v < 0 }),
         }
+    }
+
+    /// The latest Redis time it can be now, in Unix microseconds: where versions that PostgreSQL
+    /// issues without Redis start, so that they stay in step with the versions Redis issues.
+    pub fn redis_now_us_at_most(&self) -> i64 {
+        self.clock.now_us_at_most()
     }
 
     /// Issues a version for a write that goes straight to PostgreSQL.

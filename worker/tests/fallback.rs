@@ -163,3 +163,24 @@ async fn write_behind_writes_over_rows_ahead_of_the_redis_clock_are_persisted() 
 async fn write_through_writes_over_rows_ahead_of_the_redis_clock_are_persisted() {
     writes_over_rows_ahead_of_the_clock_persist(&[("write-mode", "write-through")]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_write_through_writes_leave_no_redis_key_without_a_ttl() {
+    let stack = Stack::start(&[("write-mode", "write-through")]).await;
+    sqlx::query("ALTER TABLE products ADD CONSTRAINT refused CHECK (name <> 'refused')")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let url = format!("{}/products", stack.api);
+        let (status, body) = call(&stack, reqwest::Method::POST, url, Some(product("refused", 1))).await;
+        assert!(status >= 500, "{status} {body}");
+    }
+    let mut redis = stack.redis().await;
+    let products: Vec<String> = redis.keys(format!("{}*", keys::PRODUCT_PREFIX)).await.unwrap();
+    assert!(!products.is_empty(), "the writes reserved no version");
+    for key in products {
+        let ttl_ms: i64 = redis.pttl(&key).await.unwrap();
+        assert!(ttl_ms > 0, "{key} never expires (PTTL {ttl_ms})");
+    }
+}

@@ -209,7 +209,7 @@ fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
 /// Without Redis (and where the policy allows), PostgreSQL issues the version itself.
 async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
     let reserved = match s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await {
-        Ok(()) => s.store.reserve_version(id).await,
+        Ok(()) => s.store.reserve_version(id, s.pipeline.cache_ttl).await,
         Err(e) => Err(e),
     };
     let reserved = match reserved {

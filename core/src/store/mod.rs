@@ -271,13 +271,15 @@ impl Store {
         self.clock.now_us_at_most()
     }
 
-    /// Issues a version for a write that goes straight to PostgreSQL.
-    pub async fn reserve_version(&self, id: &str) -> Result<i64> {
+    /// Issues a version for a write that goes straight to PostgreSQL. A key that Redis caches no
+    /// value of keeps the version for `clean_ttl`.
+    pub async fn reserve_version(&self, id: &str, clean_ttl: Duration) -> Result<i64> {
         let v: i64 = self
             .scripts
             .reserve
             .key(keys::product(id))
             .key(keys::VERSION_FLOOR)
+            .arg(clean_ttl.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(v)

@@ -59,6 +59,11 @@ pub struct StoreArgs {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
+    /// Longest a PostgreSQL call may take, e.g. 30s: a statement, or opening a connection. A
+    /// database that hangs instead of refusing then fails the call (503, or a retried flush).
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "30s",
+          value_parser = duration_in(Duration::from_millis(100), Duration::from_secs(3600)))]
+    pub database_statement_timeout: Duration,
 }
 
 /// The behaviour of the write pipeline.

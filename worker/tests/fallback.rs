@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Stack, product, proxy::PausableProxy, wait_until};
+use common::{Stack, WorkerProc, product, proxy::PausableProxy, wait_until};
 use redis::AsyncCommands;
 use serde_json::Value;
 use wbc_core::{store::keys, testkit::RedisServer};
@@ -183,4 +183,76 @@ async fn refused_write_through_writes_leave_no_redis_key_without_a_ttl() {
         let ttl_ms: i64 = redis.pttl(&key).await.unwrap();
         assert!(ttl_ms > 0, "{key} never expires (PTTL {ttl_ms})");
     }
+}
+
+async fn put_via(http: &reqwest::Client, api: &str, id: &str) -> (u16, Value) {
+    let r = http.put(format!("{api}/products/{id}")).json(&product("p", 1)).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Makes every write of the row `id` take `secs` in PostgreSQL, so that a test can freeze the
+/// server while the statement is in flight.
+async fn slow_writes_of(stack: &Stack, id: &str, secs: f64) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep({secs}); RETURN NEW; END'; \
+         CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON products FOR EACH ROW WHEN (NEW.id = '{id}') \
+           EXECUTE FUNCTION slow()"
+    ))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_postgres_fails_a_write_through_request_with_503_within_the_statement_timeout() {
+    let mut stack = Stack::start(&[("write-mode", "write-through")]).await;
+    slow_writes_of(&stack, "during", 0.6).await;
+    let timeout = Duration::from_secs(1);
+    let api =
+        stack.another_api(&wbc_core::StoreArgs { database_statement_timeout: timeout, ..stack.store_args() }).await;
+    let http = stack.http.clone();
+    assert_eq!(put_via(&http, &api.url, "before").await.0, 200);
+    // The server freezes while the statement is in flight.
+    let start = Instant::now();
+    let during = tokio::spawn({
+        let (http, url) = (http.clone(), api.url.clone());
+        async move { put_via(&http, &url, "during").await }
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    stack.pg.pause();
+    let answer = tokio::time::timeout(Duration::from_secs(20), during).await;
+    let elapsed = start.elapsed();
+    stack.pg.resume();
+    let (status, body) = answer.unwrap_or_else(|_| panic!("the request still hung after {elapsed:?}")).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("postgres"), "{body}");
+    assert!(elapsed < timeout * 4, "the request took {elapsed:?}");
+    let recovered = wait_until(Duration::from_secs(10), || async {
+        (put_via(&http, &api.url, "after").await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(recovered.is_some(), "writes did not recover after SIGCONT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_postgres_times_flushes_out_and_the_worker_recovers_after_sigcont() {
+    let mut stack = Stack::start(&[("flush-interval", "20ms"), ("retry-max-delay", "200ms")]).await;
+    slow_writes_of(&stack, "slow", 1.0).await;
+    let worker = WorkerProc::spawn(&stack, "w1", &[("DATABASE_STATEMENT_TIMEOUT", "2s")]);
+    worker.ready().await;
+    assert_eq!(stack.put("slow", product("w", 0)).await.0, 200);
+    let claimed =
+        wait_until(Duration::from_secs(10), || async { (stack.queue().await["in_flight"] == 1).then_some(()) }).await;
+    assert!(claimed.is_some(), "the worker did not claim the key");
+    // The server freezes while the batch's upsert is in flight: it must fail, not hang.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.pg.pause();
+    let retried = wait_until(Duration::from_secs(15), || async {
+        worker.metric(r#"wbc_worker_retries_total{class="transient"}"#).await.filter(|n| *n >= 2.0)
+    })
+    .await;
+    stack.pg.resume();
+    assert!(retried.is_some(), "the flush hung instead of failing and being retried");
+    stack.drained(Duration::from_secs(30)).await;
+    assert_eq!(stack.rows().await["slow"].1, "w");
 }

@@ -110,7 +110,8 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     metrics.queue_capacity.set(pipeline.queue_capacity.min(i64::MAX as u64) as i64);
     let queue = ops::QueueGauges::register(&registry)?;
     let redis = Store::connect(&store.redis_url).await?;
-    let pool = db::connect(&store.database_url, store.database_max_connections).await?;
+    let pool =
+        db::connect(&store.database_url, store.database_max_connections, store.database_statement_timeout).await?;
     db::migrate(&pool).await?;
     let state = AppState(Arc::new(Shared {
         store: redis.clone(),

@@ -220,7 +220,19 @@ async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> R
         }
         Err(e) => return Err(e.into()),
     };
-    let record = db::upsert_next_version(&s.pool, id, input.as_ref(), reserved, true).await?;
+    let record = match db::upsert_next_version(&s.pool, id, input.as_ref(), reserved, true).await {
+        Ok(record) => record,
+        Err(e) => {
+            // A transient failure leaves the outcome unknown (a timeout may come after the commit):
+            // a cached value older than this write must not be served as if it were current.
+            if !db::is_permanent(&e) {
+                if let Err(e) = s.store.fence(id, reserved, s.pipeline.cache_ttl).await {
+                    tracing::warn!(error = %e, %id, "cache not invalidated after a failed write-through");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
         tracing::warn!(error = %e, %id, "cache refresh after write-through failed");
         if record.version > reserved {

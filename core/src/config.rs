@@ -349,6 +349,22 @@ mod tests {
     }
 
     #[test]
+    fn the_database_statement_timeout_defaults_to_30s_and_is_bounded() {
+        #[derive(Parser)]
+        struct StoreCli {
+            #[command(flatten)]
+            store: StoreArgs,
+        }
+        let parse = |args: &[&str]| StoreCli::try_parse_from(std::iter::once("wbc").chain(args.iter().copied()));
+        assert_eq!(parse(&[]).unwrap().store.database_statement_timeout, Duration::from_secs(30));
+        for bad in ["0s", "50ms", "2h", "soon"] {
+            let err =
+                parse(&["--database-statement-timeout", bad]).err().unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(err.to_string().contains("--database-statement-timeout"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn initial_delay_longer_than_max_is_refused() {
         let err = parse(&["--retry-initial-delay", "10s", "--retry-max-delay", "1s"]).unwrap().validate().unwrap_err();
         assert!(err.to_string().contains("RETRY_INITIAL_DELAY"), "{err}");

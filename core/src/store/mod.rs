@@ -42,8 +42,10 @@ pub mod keys {
 mod clock;
 mod dead_letter;
 mod fence;
+mod write;
 
 pub use dead_letter::{DeadLetter, Replayed, replay};
+pub use write::WRITE_BUDGET;
 
 const VERSION_PRELUDE: &str = include_str!("../scripts/version.lua");
 const BATCH_PRELUDE: &str = include_str!("../scripts/batch.lua");
@@ -130,11 +132,6 @@ pub struct Settled {
     pub stale: bool,
 }
 
-/// How long a queued write may take to reach Redis: past this deadline, in Redis time, Redis
-/// refuses it, and once it has certainly passed a write whose outcome is unknown may be written
-/// through PostgreSQL instead. Far above Redis's latency, even under load.
-pub const WRITE_BUDGET: Duration = Duration::from_secs(2);
-
 /// Handle to the Redis cache and queue; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -169,12 +166,6 @@ fn versions_json(done: &[Settled]) -> String {
     }
     json.push('}');
     json
-}
-
-/// A write that Redis did not run before its deadline, and now never will.
-fn past_deadline() -> Error {
-    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis did not run the write before its deadline");
-    Error::Redis(e.into())
 }
 
 fn release_keys(inv: &mut redis::ScriptInvocation<'_>) {
@@ -219,70 +210,6 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
-    }
-
-    /// Stores a product (or a tombstone for `None`) and queues it for the worker.
-    /// `traceparent` ties the write to the flush that persists it. `persisted` is the version
-    /// PostgreSQL holds for the key (0 for none), when the caller knows it; without it a key that
-    /// Redis no longer remembers fails with `VersionUnknown`, as its row may be ahead of Redis's
-    /// clock. Any other error means that the write is not in Redis and never will be: a write
-    /// whose reply is lost is fenced by its deadline, and the error comes only once that deadline
-    /// has passed in Redis's clock.
-    pub async fn write(
-        &self,
-        id: &str,
-        input: Option<&ProductInput>,
-        capacity: u64,
-        traceparent: Option<&str>,
-        persisted: Option<i64>,
-    ) -> Result<Queued> {
-        let (data, deleted) = encode(input);
-        let (deadline_us, passed) = self.clock.deadline(WRITE_BUDGET);
-        self.clock.refresh_if_old(&self.conn);
-        let mut conn = self.conn.clone();
-        let mut inv = self.scripts.write.key(keys::product(id));
-        inv.key(keys::DIRTY).key(keys::VERSION_FLOOR).arg(id).arg(data).arg(deleted).arg(capacity);
-        inv.arg(traceparent.unwrap_or_default())
-            .arg(deadline_us)
-            .arg(persisted.map(|v| v.to_string()).unwrap_or_default());
-        let reply: i64 = match tokio::time::timeout_at(passed.into(), inv.invoke_async(&mut conn)).await {
-            Ok(Ok(reply)) => reply,
-            // Refused: nothing was sent.
-            Ok(Err(e)) if e.is_connection_refusal() => return Err(e.into()),
-            Ok(Err(e)) => {
-                tokio::time::sleep_until(passed.into()).await;
-                return Err(e.into());
-            }
-            Err(_) => return Err(past_deadline()),
-        };
-        // The version, negated when the write coalesced; 0 when the queue is full; 1 when the
-        // persisted version is needed; 2 when late.
-        match reply {
-            0 => Err(Error::QueueFull { capacity }),
-            1 => Err(Error::VersionUnknown { id: id.to_owned() }),
-            2 => Err(past_deadline()),
-            v => Ok(Queued { version: v.abs(), coalesced: v < 0 }),
-        }
-    }
-
-    /// The latest Redis time it can be now, in Unix microseconds: where versions that PostgreSQL
-    /// issues without Redis start, so that they stay in step with the versions Redis issues.
-    pub fn redis_now_us_at_most(&self) -> i64 {
-        self.clock.now_us_at_most()
-    }
-
-    /// Issues a version for a write that goes straight to PostgreSQL. A key that Redis caches no
-    /// value of keeps the version for `clean_ttl`.
-    pub async fn reserve_version(&self, id: &str, clean_ttl: Duration) -> Result<i64> {
-        let v: i64 = self
-            .scripts
-            .reserve
-            .key(keys::product(id))
-            .key(keys::VERSION_FLOOR)
-            .arg(clean_ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(v)
     }
 
     /// Caches a record that PostgreSQL holds, unless Redis has a newer one. True when stored.

@@ -187,14 +187,18 @@ async fn queue(
 ) -> wbc_core::Result<wbc_core::store::Queued> {
     let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
     let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
-    s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).instrument(span.clone()).await?;
-    let capacity = s.pipeline.queue_capacity;
-    let queued = s.store.write(id, input, capacity, traceparent.as_deref(), persisted).instrument(span.clone()).await;
-    let Err(wbc_core::Error::VersionUnknown { .. }) = queued else {
-        return queued;
-    };
-    let persisted = s.persisted.of(&s.pool, id).await;
-    s.store.write(id, input, capacity, traceparent.as_deref(), Some(persisted)).instrument(span).await
+    s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await?;
+    let (capacity, traceparent) = (s.pipeline.queue_capacity, traceparent.as_deref());
+    async {
+        let queued = s.store.write(id, input, capacity, traceparent, persisted).await;
+        let Err(wbc_core::Error::VersionUnknown { .. }) = queued else {
+            return queued;
+        };
+        let persisted = s.persisted.of(&s.pool, id).await;
+        s.store.write(id, input, capacity, traceparent, Some(persisted)).await
+    }
+    .instrument(span)
+    .await
 }
 
 fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {

@@ -151,6 +151,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().housekeeping_loop(stop.clone()));
+        tasks.spawn(self.clone().fallback_loop(stop.clone()));
         // While one loop upserts, another claims, reads or acknowledges its batch in Redis.
         for _ in 0..2 * self.flush_concurrency.max(1) {
             tasks.spawn(self.clone().flush_loop(stop.clone()));
@@ -167,7 +168,17 @@ impl Worker {
             if let Err(e) = self.housekeeping(&mut known_epoch).await {
                 tracing::warn!(error = %e, "housekeeping failed");
             }
-            // Apart from the rest, which stops at its first error: neither waits on the other's store.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Every second, tells Redis the versions PostgreSQL issued without it (see `fallback`); apart
+    /// from the housekeeping, so that neither waits on the other's store being down.
+    async fn fallback_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
             if let Err(e) = wbc_core::fallback::apply_recorded(&self.store, &self.pool, self.pipeline.cache_ttl).await {
                 tracing::warn!(error = %e, "versions written without Redis not yet applied to it");
             }

@@ -37,8 +37,9 @@ impl Store {
             .arg(persisted.map(|v| v.to_string()).unwrap_or_default());
         let reply: i64 = match tokio::time::timeout_at(passed.into(), inv.invoke_async(&mut conn)).await {
             Ok(Ok(reply)) => reply,
-            // Refused: nothing was sent.
-            Ok(Err(e)) if e.is_connection_refusal() => return Err(e.into()),
+            // Refused (nothing was sent), or answered with an error (Redis has run or rejected
+            // it already): no later run to wait out.
+            Ok(Err(e)) if e.is_connection_refusal() || e.code().is_some() => return Err(e.into()),
             Ok(Err(e)) => {
                 tokio::time::sleep_until(passed.into()).await;
                 return Err(e.into());

@@ -1,5 +1,10 @@
 //! Real Redis and PostgreSQL servers on loopback ports, in temporary directories, for tests.
 //! Each server stops when its handle drops, and dies with the thread that started it.
+//! The chaos verdict lives here too, so that the Rust tests and `wbc-verify` share one copy.
+pub mod evidence;
+pub mod ledger;
+pub mod verdict;
+
 use std::{
     net::{TcpListener, TcpStream},
     os::unix::process::CommandExt,

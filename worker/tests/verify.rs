@@ -9,7 +9,6 @@ use wbc_core::{
     store::keys,
     testkit::{
         PgServer, RedisServer,
-        evidence::ROWS_SQL,
         ledger::{Entry, Fields},
     },
 };
@@ -60,18 +59,26 @@ fn write_lines(path: &Path, lines: impl IntoIterator<Item = String>) {
     std::fs::write(path, lines.into_iter().map(|l| l + "\n").collect::<String>()).unwrap();
 }
 
-/// Runs `wbc-verify` with `args`; returns its exit status, its JSON verdict and its stderr.
-fn run(args: &[&str]) -> (i32, Value, String) {
+/// Runs `wbc-verify` with `args`; returns its exit status, its stderr and its stdout.
+fn run_text(args: &[&str]) -> (i32, String, String) {
     let Output { status, stdout, stderr } =
         std::process::Command::new(env!("CARGO_BIN_EXE_wbc-verify")).args(args).output().unwrap();
-    let json = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
-    (status.code().expect("exited"), json, String::from_utf8_lossy(&stderr).into_owned())
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (status.code().expect("exited"), text(stderr), text(stdout))
+}
+
+/// Runs `wbc-verify` with `args`; returns its exit status, its JSON verdict and its stderr.
+fn run(args: &[&str]) -> (i32, Value, String) {
+    let (status, stderr, stdout) = run_text(args);
+    (status, serde_json::from_str(&stdout).unwrap_or(Value::Null), stderr)
 }
 
 /// What the Kubernetes suite dumps: the rows through `row_to_json`, and the dead-letter listing.
 async fn dump(pool: &PgPool, redis_url: &str, dir: &Path) {
+    let (status, _, query) = run_text(&["--rows-query"]);
+    assert_eq!(status, 0);
     let rows: Vec<(String,)> =
-        sqlx::query_as(&format!("SELECT row_to_json(r)::text FROM ({ROWS_SQL}) r")).fetch_all(pool).await.unwrap();
+        sqlx::query_as(&format!("SELECT j::text FROM ({}) AS t(j)", query.trim())).fetch_all(pool).await.unwrap();
     write_lines(&dir.join("rows.jsonl"), rows.into_iter().map(|(r,)| r));
     let store = wbc_core::Store::connect(redis_url).await.unwrap();
     let letters: Vec<DeadLetter> = store.dead_letters(None).await.unwrap().into_iter().map(|(_, l)| l).collect();

@@ -10,8 +10,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DeadLetter, Error, PgPool, Result, Store};
 
-/// The query whose rows [`Row`] reads; the Kubernetes suite runs the same through `row_to_json`.
-pub const ROWS_SQL: &str = "SELECT id, name, price::float8 AS price, quantity, version, deleted FROM products";
+/// The query whose rows [`Row`] reads, as a macro so that [`ROWS_JSON_SQL`] can embed it.
+macro_rules! rows_sql {
+    () => {
+        "SELECT id, name, price::float8 AS price, quantity, version, deleted FROM products"
+    };
+}
+
+/// The query whose rows [`Row`] reads.
+pub const ROWS_SQL: &str = rows_sql!();
+/// [`ROWS_SQL`] as JSON, one [`Row`] a row: the dump that [`parse_rows`] reads (`wbc-verify
+/// --rows-query` prints it for the Kubernetes suite, which reaches PostgreSQL only through psql).
+pub const ROWS_JSON_SQL: &str = concat!("SELECT row_to_json(r) FROM (", rows_sql!(), ") r");
 
 /// A row of `products`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow)]

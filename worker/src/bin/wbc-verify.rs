@@ -22,9 +22,12 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Parser)]
 #[command(version, about = "Checks a load's ledger against PostgreSQL and the dead-letter list")]
 struct Args {
+    /// Prints the query whose output `--rows` reads, and exits: the suites dump with it.
+    #[arg(long, exclusive = true)]
+    rows_query: bool,
     /// The ledger: JSON lines of acknowledged and unsure writes (`tests/e2e/load.py` writes it).
-    #[arg(long)]
-    ledger: PathBuf,
+    #[arg(long, required = true)]
+    ledger: Option<PathBuf>,
     /// PostgreSQL to read the products from.
     #[arg(long, required_unless_present = "rows", conflicts_with = "rows")]
     database_url: Option<String>,
@@ -42,7 +45,12 @@ struct Args {
 impl Args {
     /// Reads the ledger and the evidence, judges, and reports.
     async fn run(self) -> anyhow::Result<bool> {
-        let Self { ledger, database_url, rows, redis_url, dead_letters } = self;
+        let Self { rows_query, ledger, database_url, rows, redis_url, dead_letters } = self;
+        if rows_query {
+            println!("{}", evidence::ROWS_JSON_SQL);
+            return Ok(true);
+        }
+        let ledger = ledger.expect("clap requires a ledger");
         let ledger = Ledger::read(&ledger).with_context(|| format!("reading the ledger {}", ledger.display()))?;
         let rows: Rows = match (database_url, rows) {
             (Some(url), _) => evidence::rows(&wbc_core::db::connect(&url, 1, STATEMENT_TIMEOUT).await?)

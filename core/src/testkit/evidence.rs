@@ -112,13 +112,13 @@ impl DeadLetters {
 
     /// Reads a `GET /admin/dlq` answer saved to a file.
     pub fn read_listing(path: &Path) -> Result<Self> {
-        Self::parse_listing(&std::fs::read_to_string(path)?)
+        super::read_file(path, Self::parse_listing)
     }
 }
 
 /// Reads a file of rows as JSON lines.
 pub fn read_rows(path: &Path) -> Result<Rows> {
-    parse_rows(&std::fs::read_to_string(path)?)
+    super::read_file(path, parse_rows)
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl Ledger {
 
     /// Reads a ledger file.
     pub fn read(path: &Path) -> Result<Self> {
-        Self::parse(&std::fs::read_to_string(path)?)
+        super::read_file(path, Self::parse)
     }
 }
 

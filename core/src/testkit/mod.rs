@@ -19,6 +19,12 @@ use nix::{
 };
 use tempfile::TempDir;
 
+/// Parses a file of evidence; an error names the file, since a verdict reads several.
+fn read_file<T>(path: &Path, parse: impl FnOnce(&str) -> crate::Result<T>) -> crate::Result<T> {
+    let named = |reason: String| crate::Error::invalid(path.display().to_string(), reason);
+    parse(&std::fs::read_to_string(path).map_err(|e| named(e.to_string()))?).map_err(|e| named(e.to_string()))
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")

@@ -51,19 +51,17 @@ impl Args {
             return Ok(true);
         }
         let ledger = ledger.expect("clap requires a ledger");
-        let ledger = Ledger::read(&ledger).with_context(|| format!("reading the ledger {}", ledger.display()))?;
+        let ledger = Ledger::read(&ledger)?;
         let rows: Rows = match (database_url, rows) {
             (Some(url), _) => evidence::rows(&wbc_core::db::connect(&url, 1, STATEMENT_TIMEOUT).await?)
                 .await
                 .context("reading products")?,
-            (None, Some(path)) => evidence::read_rows(&path).with_context(|| format!("reading {}", path.display()))?,
+            (None, Some(path)) => evidence::read_rows(&path)?,
             (None, None) => unreachable!("clap requires one source of rows"),
         };
         let dead_letters = match (redis_url, dead_letters) {
             (Some(url), _) => DeadLetters::read(&Store::connect(&url).await?).await.context("reading dead letters")?,
-            (None, Some(path)) => {
-                DeadLetters::read_listing(&path).with_context(|| format!("reading {}", path.display()))?
-            }
+            (None, Some(path)) => DeadLetters::read_listing(&path)?,
             (None, None) => unreachable!("clap requires one source of dead letters"),
         };
         let verdict = verdict::judge(&ledger, &rows, &dead_letters);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds wbc-verify (debug, feature testkit: no image carries it) and prints its path, for the
+# Builds wbc-verify (debug, with the test build's features, so that `make test` reuses what its
+# cargo tests built; no image carries it) and prints its path, for the
 # end-to-end suite's WBC_VERIFY; scripts/k8s/e2e.sh and scripts/kind/kind.sh call it.
 #   WBC_VERIFY=$(scripts/build-verify.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-(cd "$root" && cargo build --quiet -p wbc-worker --features testkit --bin wbc-verify >&2)
+(cd "$root" && cargo build --quiet -p wbc-worker --all-features --bin wbc-verify >&2)
 target=${CARGO_TARGET_DIR:-$root/target}
 case $target in /*) ;; *) target=$root/$target ;; esac  # cargo resolved a relative one from $root
 exe=$target/debug/wbc-verify

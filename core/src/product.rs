@@ -57,10 +57,11 @@ impl Record {
     }
 }
 
-/// Parses and validates a JSON body; errors name the offending field.
+/// Parses and validates a JSON body that is exactly one JSON value; errors name the offending
+/// field, or `body`.
 pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let input: ProductInput = serde_path_to_error::deserialize(de).map_err(|e| {
+    let input: ProductInput = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
@@ -70,6 +71,8 @@ pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
         };
         Error::invalid(field, msg)
     })?;
+    // Anything but whitespace after the value makes the body something other than one JSON value.
+    de.end().map_err(|e| Error::invalid("body", e.to_string()))?;
     input.validate()?;
     Ok(input)
 }
@@ -155,6 +158,15 @@ mod tests {
     fn a_valid_body_parses() {
         let p = parse_input(br#"{"name":"Test Widget","price":29.99,"quantity":100}"#).unwrap();
         assert_eq!(p, ProductInput { name: "Test Widget".into(), price: 29.99, quantity: 100 });
+    }
+
+    #[test]
+    fn a_body_is_exactly_one_json_value() {
+        let widget = r#"{"name":"a","price":1,"quantity":1}"#;
+        for trailing in [" trailing", " 1", "]", "}", widget, "\u{0}"] {
+            assert_eq!(field_of(&format!("{widget}{trailing}")), "body", "{trailing}");
+        }
+        assert!(parse_input(format!(" \n{widget}\r\n\t ").as_bytes()).is_ok(), "whitespace around it is JSON");
     }
 
     #[test]

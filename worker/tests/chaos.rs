@@ -66,7 +66,8 @@ impl Size {
 
 /// Creates, updates of a few hot keys, updates of any key and deletes; every value is unique.
 fn next_write(rng: &mut StdRng, writer: usize, seq: u64, keys: usize) -> (Option<String>, Fields) {
-    let fields = Some((format!("w{writer}-{seq}"), (seq % 100_000) as f64 / 100.0, seq as i64));
+    let price = wbc_core::Price::from_cents((seq % 100_000) as i64).unwrap();
+    let fields = Some((format!("w{writer}-{seq}"), price, seq as i64));
     let any = format!("k-{}", rng.random_range(0..keys));
     match rng.random_range(0..100) {
         0..10 => (None, fields),
@@ -176,7 +177,8 @@ impl Chaos {
             }
             if ready {
                 self.probes += 1;
-                let fields = Some((format!("probe-{}", self.probes), 1.0, self.probes as i64));
+                let price = wbc_core::Price::from_cents(100).unwrap();
+                let fields = Some((format!("probe-{}", self.probes), price, self.probes as i64));
                 if write(&self.http, &self.api.url(""), Some("probe"), fields, ledger).await {
                     return;
                 }

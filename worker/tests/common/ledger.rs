@@ -9,12 +9,13 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use wbc_core::{Price, ProductInput};
 
 /// What one write carried: name, price and quantity, or `None` for a delete.
-pub type Fields = Option<(String, f64, i64)>;
+pub type Fields = Option<(String, Price, i64)>;
 /// A PostgreSQL row: name, price, quantity, version, deleted.
-pub type Row = (String, f64, i32, i64, bool);
+pub type Row = (String, Price, i32, i64, bool);
 
 /// Per key: the acknowledged writes with their versions, and failed writes that may still have
 /// been applied (the API can die, or fail, after Redis or PostgreSQL took the write).
@@ -67,8 +68,12 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 
 /// Sends a create (no id), a replace or a delete (no fields), and records the outcome.
 pub async fn write(http: &reqwest::Client, api: &str, id: Option<&str>, fields: Fields, ledger: &Ledger) -> bool {
-    let body =
-        |(name, price, quantity): &(String, f64, i64)| json!({"name": name, "price": price, "quantity": quantity});
+    // Serialized straight from the product, so that the price goes out as its decimal text.
+    let body = |(name, price, quantity): &(String, Price, i64)| ProductInput {
+        name: name.clone(),
+        price: *price,
+        quantity: *quantity,
+    };
     let request = match (id, &fields) {
         (None, Some(f)) => http.post(format!("{api}/products")).json(&body(f)),
         (Some(id), Some(f)) => http.put(format!("{api}/products/{id}")).json(&body(f)),
@@ -134,9 +139,7 @@ impl Verdict {
 pub fn holds(row: &Row, fields: &Fields) -> bool {
     match fields {
         None => row.4,
-        Some((name, price, quantity)) => {
-            !row.4 && row.0 == *name && (row.1 - price).abs() < 0.005 && i64::from(row.2) == *quantity
-        }
+        Some((name, price, quantity)) => !row.4 && row.0 == *name && row.1 == *price && i64::from(row.2) == *quantity,
     }
 }
 
@@ -161,12 +164,12 @@ pub fn judge(v: &mut Verdict, id: &str, log: &KeyLog, row: Option<&Row>, dlq: &H
 
 /// Every row PostgreSQL holds, by id.
 pub async fn rows(pool: &sqlx::PgPool) -> HashMap<String, Row> {
-    let rows: Vec<(String, String, f64, i32, i64, bool)> =
-        sqlx::query_as("SELECT id, name, price::float8, quantity, version, deleted FROM products")
+    let rows: Vec<(String, String, String, i32, i64, bool)> =
+        sqlx::query_as("SELECT id, name, price::text, quantity, version, deleted FROM products")
             .fetch_all(pool)
             .await
             .unwrap();
-    rows.into_iter().map(|(id, n, p, q, v, d)| (id, (n, p, q, v, d))).collect()
+    rows.into_iter().map(|(id, n, p, q, v, d)| (id, (n, p.parse().expect("a price"), q, v, d))).collect()
 }
 
 /// The versions in the dead-letter list, by id.

@@ -40,7 +40,7 @@ pub async fn guarantees(lane: &Lane, ledger: &ledger::Ledger) -> Vec<String> {
         let same = rows.get(&id).is_some_and(|r| {
             c.version == r.3
                 && c.deleted == r.4
-                && (c.deleted || (c.name == r.0 && (c.price - r.1).abs() < 0.005 && c.quantity == i64::from(r.2)))
+                && (c.deleted || (c.name == r.0 && c.price == r.1 && c.quantity == i64::from(r.2)))
         });
         if !same {
             let dead = if dlq.contains_key(&id) { ", dead-lettered" } else { "" };

@@ -3,6 +3,7 @@ check of those writes against PostgreSQL (the same ledger and verdict as worker/
 from __future__ import annotations
 
 import collections
+import decimal
 import http.client
 import json
 import random
@@ -99,7 +100,7 @@ class Load:
         conn.close()
 
     def _next(self, rng: random.Random, w: int, seq: int) -> tuple[str | None, tuple | None]:
-        fields = (f"w{w}-{seq}", (seq % 100_000) / 100, seq)
+        fields = (f"w{w}-{seq}", decimal.Decimal(seq % 100_000).scaleb(-2), seq)
         any_key = f"k-{rng.randrange(self.keys)}"
         roll = rng.randrange(100)
         if roll < 10:
@@ -115,7 +116,8 @@ class Load:
             method, path, body = "DELETE", f"/products/{id_}", None
         else:
             name, price, quantity = fields
-            body = json.dumps({"name": name, "price": price, "quantity": quantity})
+            # The price as its decimal text, never through a binary float.
+            body = '{"name": %s, "price": %s, "quantity": %d}' % (json.dumps(name), price, quantity)
             method, path = ("POST", "/products") if id_ is None else ("PUT", f"/products/{id_}")
         try:
             conn.request(method, path, body, {"content-type": "application/json"} if body else {})
@@ -161,7 +163,7 @@ def holds(row: tuple, fields: tuple | None) -> bool:
     if fields is None:
         return deleted
     want_name, want_price, want_quantity = fields
-    return not deleted and name == want_name and abs(price - want_price) < 0.005 and quantity == want_quantity
+    return not deleted and name == want_name and price == want_price and quantity == want_quantity
 
 
 def judge(ledger: Ledger, rows: dict[str, tuple], dead_letters: dict[str, list[int]]) -> Verdict:
@@ -193,8 +195,8 @@ def verify(cluster, ledger: Ledger) -> Verdict:
     """Reads every product row and every dead letter, and judges the ledger against them."""
     rows = {}
     for id_, name, price, quantity, version, deleted in cluster.psql(
-            "SELECT id, name, price::float8, quantity, version, deleted FROM products"):
-        rows[id_] = (name, float(price), int(quantity), int(version), deleted == "t")
+            "SELECT id, name, price::text, quantity, version, deleted FROM products"):
+        rows[id_] = (name, decimal.Decimal(price), int(quantity), int(version), deleted == "t")
     status, body = cluster.http("GET", "/admin/dlq?limit=10000")
     assert status == 200, f"GET /admin/dlq answered {status}: {body}"
     dead_letters: dict[str, list[int]] = {}

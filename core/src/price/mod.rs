@@ -25,7 +25,7 @@ const EXPONENT_CAP: i64 = 1 << 40;
 
 /// An amount of money from 0.00 to 9,999,999,999.99 with two decimals: exactly the values the
 /// `NUMERIC(12, 2)` column stores without rounding.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Price(Decimal);
 
 impl Price {
@@ -102,8 +102,8 @@ impl Serialize for Price {
 impl<'de> Deserialize<'de> for Price {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        let cents = cents_of(raw.get()).map_err(de::Error::custom)?;
-        Self::from_cents(cents).map_err(|e| match e {
+        // The field's name comes from the deserializer's path; only the reason is ours.
+        raw.get().parse().map_err(|e| match e {
             Error::Invalid { reason, .. } => de::Error::custom(reason),
             other => de::Error::custom(other),
         })
@@ -132,25 +132,28 @@ fn cents_of(text: &str) -> Result<i64, String> {
     }
     let magnitude = exponent_digits.parse::<i64>().unwrap_or(i64::MAX).min(EXPONENT_CAP);
     let exponent = if exponent.starts_with('-') { -magnitude } else { magnitude };
-    let digits = format!("{whole}{fraction}");
-    let digits = digits.trim_start_matches('0');
-    let significant = digits.trim_end_matches('0');
-    if significant.is_empty() {
+    // The digits as one run, without copying them (a body may hold 64 KiB of them).
+    let digits = || whole.bytes().chain(fraction.bytes());
+    let leading = digits().take_while(|&d| d == b'0').count();
+    let total = whole.len() + fraction.len();
+    if leading == total {
         return Ok(0);
     }
     if negative {
         return Err("must not be negative".into());
     }
-    let power = exponent - fraction.len() as i64 + (digits.len() - significant.len()) as i64;
+    let trailing = digits().rev().take_while(|&d| d == b'0').count();
+    let significant = total - leading - trailing;
+    let power = exponent - fraction.len() as i64 + trailing as i64;
     if power < -(SCALE as i64) {
         return Err(decimals());
     }
     let zeros = power + SCALE as i64;
-    if significant.len() as i64 + zeros > MAX_DIGITS {
+    if significant as i64 + zeros > MAX_DIGITS {
         return Err(too_large());
     }
-    let significant: i64 = significant.parse().map_err(|_| too_large())?;
-    Ok(significant * 10_i64.pow(zeros as u32))
+    let value = digits().skip(leading).take(significant).fold(0_i64, |v, d| v * 10 + i64::from(d - b'0'));
+    Ok(value * 10_i64.pow(zeros as u32))
 }
 
 #[cfg(test)]

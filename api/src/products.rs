@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Serialize;
 use tracing::Instrument;
-use wbc_core::{OverflowPolicy, ProductInput, Record, RedisDownPolicy, WriteMode, db, product};
+use wbc_core::{OverflowPolicy, Price, ProductInput, Record, RedisDownPolicy, WriteMode, db, product};
 
 use crate::{ApiError, AppState, MAX_BODY_BYTES, Result, mode_label};
 
@@ -29,7 +29,7 @@ enum Source {
 struct ProductBody {
     id: String,
     name: String,
-    price: f64,
+    price: Price,
     quantity: i64,
     version: i64,
     source: Source,

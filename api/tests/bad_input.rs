@@ -17,7 +17,7 @@ fn bad_body(rng: &mut StdRng) -> Vec<u8> {
     let mut v = valid();
     let field = *["name", "price", "quantity"].choose(rng).unwrap();
     let junk: Vec<Value> = vec![json!(null), json!(true), json!([1]), json!({"a": 1}), json!("12")];
-    match rng.random_range(0..12) {
+    match rng.random_range(0..13) {
         0 => {
             let n = rng.random_range(1..200);
             return (0..n).map(|_| rng.random::<u8>()).chain([0xff]).collect();
@@ -40,6 +40,7 @@ fn bad_body(rng: &mut StdRng) -> Vec<u8> {
         8 => v["price"] = json!(-rng.random_range(0.01..1e9)),
         9 => v["price"] = json!(rng.random_range(1e10..1e300)),
         10 => v["quantity"] = json!(-rng.random_range(1..i64::MAX)),
+        11 => return format!("{v}{}", [" trailing", "}", "]", " 1", "{}"].choose(rng).unwrap()).into_bytes(),
         _ => v["quantity"] = json!(rng.random_range(0..1000) as f64 + 0.5),
     }
     v.to_string().into_bytes()

@@ -159,3 +159,43 @@ async fn a_draining_api_is_unready_but_still_serves() {
     assert_eq!(status, 201, "requests in the delay are served");
     assert_eq!(headers["connection"], "close", "and their clients move to another pod");
 }
+
+#[tokio::test]
+async fn a_body_with_characters_after_its_json_value_is_refused_naming_body() {
+    let api = Api::start(&[]).await;
+    for body in [format!("{WIDGET} trailing"), format!("{WIDGET}{WIDGET}"), format!("{WIDGET} 1"), format!("{WIDGET}]")]
+    {
+        for (method, uri) in [("POST", "/products"), ("PUT", "/products/p-1")] {
+            let (status, json) = api.call(method, uri, Some(&body)).await;
+            assert_eq!((status, json["field"].as_str()), (400, Some("body")), "{method} {body}: {json}");
+        }
+    }
+    assert_eq!(api.call("GET", "/admin/queue", None).await.1["queue_size"], 0, "nothing was written");
+    let (status, json) = api.call("PUT", "/products/p-1", Some(&format!("\n{WIDGET} \r\n\t"))).await;
+    assert_eq!(status, 200, "whitespace around the value is JSON: {json}");
+}
+
+#[tokio::test]
+async fn every_spelling_of_a_price_is_answered_and_cached_with_exactly_two_decimals() {
+    let api = Api::start(&[("flush-interval", "1h")]).await;
+    let cases = [
+        ("-0.0", "0.00"),
+        ("-0", "0.00"),
+        ("0e-7", "0.00"),
+        ("1e2", "100.00"),
+        ("29.9", "29.90"),
+        ("2990E-2", "29.90"),
+        ("0.299e+2", "29.90"),
+        ("1.10000", "1.10"),
+        ("9999999999.99", "9999999999.99"),
+    ];
+    for (i, (spelled, want)) in cases.into_iter().enumerate() {
+        let uri = format!("/products/p-{i}");
+        let body = format!(r#"{{"name":"a","price":{spelled},"quantity":1}}"#);
+        let (status, answer) = api.call_text("PUT", &uri, Some(&body)).await;
+        assert_eq!(status, 200, "{spelled}: {answer}");
+        assert!(answer.contains(&format!(r#""price":{want},"#)), "{spelled} answered {answer}, not {want}");
+        let (_, cached) = api.call_text("GET", &uri, None).await;
+        assert!(cached.contains(&format!(r#""price":{want},"#)), "{spelled} cached as {cached}, not {want}");
+    }
+}

@@ -93,8 +93,6 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
     let mut ids = Vec::with_capacity(records.len());
     let mut names = Vec::with_capacity(records.len());
-    // Prices as text with the 15 significant digits that PostgreSQL's float8-to-numeric cast
-    // prints: the same value, without that cast's costly formatting in the server.
     let mut prices = Vec::with_capacity(records.len());
     let mut quantities = Vec::with_capacity(records.len());
     let mut versions = Vec::with_capacity(records.len());
@@ -102,7 +100,7 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
     for r in records {
         ids.push(r.id.as_str());
         names.push(r.name.as_str());
-        prices.push(format!("{:.14e}", r.price));
+        prices.push(r.price.decimal());
         quantities.push(r.quantity);
         versions.push(r.version);
         deleted.push(r.deleted);
@@ -110,8 +108,8 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
     let call = sqlx::query_scalar(
         "WITH written AS ( \
            INSERT INTO products (id, name, price, quantity, version, deleted) \
-           SELECT id, name, price::numeric, quantity, version, deleted \
-           FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::bool[]) \
+           SELECT id, name, price, quantity, version, deleted \
+           FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::int8[], $5::int8[], $6::bool[]) \
              AS b (id, name, price, quantity, version, deleted) \
            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
              quantity = EXCLUDED.quantity, version = EXCLUDED.version, deleted = EXCLUDED.deleted, \
@@ -150,7 +148,7 @@ pub async fn upsert_next_version(
     let call = sqlx::query_scalar(
         "WITH written AS ( \
            INSERT INTO products (id, name, price, quantity, version, deleted) \
-           VALUES ($1, $2, $3::float8, $4::int8, $5, $6) \
+           VALUES ($1, $2, $3::numeric, $4::int8, $5, $6) \
            ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
              quantity = EXCLUDED.quantity, deleted = EXCLUDED.deleted, updated_at = now(), \
              version = GREATEST(EXCLUDED.version, products.version + 1) \
@@ -164,7 +162,7 @@ pub async fn upsert_next_version(
     )
     .bind(&record.id)
     .bind(&record.name)
-    .bind(record.price)
+    .bind(record.price.decimal())
     .bind(record.quantity)
     .bind(record.version)
     .bind(record.deleted)
@@ -201,20 +199,24 @@ pub async fn forget_fallback_versions(pool: &PgPool, applied: &[(String, i64)]) 
 
 /// The stored record of a key, tombstones included.
 pub async fn get(pool: &PgPool, id: &str) -> Result<Option<Record>> {
-    let call = sqlx::query(
-        "SELECT id, name, price::float8 AS price, quantity::int8 AS quantity, version, deleted \
-         FROM products WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool);
-    let row = bounded(pool, call).await?;
-    Ok(row.map(|r| Record {
-        id: r.get("id"),
-        name: r.get("name"),
-        price: r.get("price"),
-        quantity: r.get("quantity"),
-        version: r.get("version"),
-        deleted: r.get("deleted"),
+    let call =
+        sqlx::query("SELECT id, name, price, quantity::int8 AS quantity, version, deleted FROM products WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool);
+    let Some(row) = bounded(pool, call).await? else {
+        return Ok(None);
+    };
+    // NUMERIC(12, 2) holds only prices; a wider column (a migration gone wrong) must not be
+    // served as a rounded one.
+    let price = crate::Price::try_from(row.get::<rust_decimal::Decimal, _>("price"))
+        .map_err(|e| crate::Error::Corrupt { key: format!("products/{id}"), reason: e.to_string() })?;
+    Ok(Some(Record {
+        id: row.get("id"),
+        name: row.get("name"),
+        price,
+        quantity: row.get("quantity"),
+        version: row.get("version"),
+        deleted: row.get("deleted"),
     }))
 }
 

@@ -5,6 +5,7 @@ mod error;
 pub mod failpoint;
 pub mod fallback;
 pub mod ops;
+pub mod price;
 pub mod product;
 pub mod store;
 pub mod telemetry;
@@ -13,6 +14,7 @@ pub mod testkit;
 
 pub use config::{FailureKind, OverflowPolicy, Pipeline, PipelineArgs, RedisDownPolicy, StoreArgs, WriteMode};
 pub use error::{Error, Result};
+pub use price::Price;
 pub use product::{ProductInput, Record};
 pub use sqlx::PgPool;
 pub use store::{DeadLetter, QueueStats, Store};

@@ -1,34 +1,41 @@
 //! Products, their validation and their versioned records.
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, Price, Result};
 
 /// Longest product name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
-/// Largest price that the `NUMERIC(12,2)` column holds.
-pub const MAX_PRICE: f64 = 9_999_999_999.99;
 /// Largest quantity that the `INTEGER` column holds.
 pub const MAX_QUANTITY: i64 = i32::MAX as i64;
 /// Longest product id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
 
 /// The body of `POST /products` and `PUT /products/{id}`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
+    /// 1 to 200 characters, not blank, no control characters.
     pub name: String,
-    pub price: f64,
+    /// Exact, as the client wrote it (see `price`).
+    pub price: Price,
+    /// 0 to `MAX_QUANTITY`.
     pub quantity: i64,
 }
 
 /// One versioned state of a key: a product, or a tombstone where `deleted` is set.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Record {
+    /// The product's id.
     pub id: String,
+    /// Empty for a tombstone.
     pub name: String,
-    pub price: f64,
+    /// 0.00 for a tombstone.
+    pub price: Price,
+    /// 0 for a tombstone.
     pub quantity: i64,
+    /// Strictly greater than every earlier version of the key.
     pub version: i64,
+    /// A tombstone: the product was deleted at `version`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
 }
@@ -53,25 +60,37 @@ impl Record {
 
     /// A tombstone at `version`.
     pub fn tombstone(id: &str, version: i64) -> Self {
-        Self { id: id.to_owned(), name: String::new(), price: 0.0, quantity: 0, version, deleted: true }
+        Self { id: id.to_owned(), name: String::new(), price: Price::ZERO, quantity: 0, version, deleted: true }
     }
 }
 
-/// Parses and validates a JSON body; errors name the offending field.
+/// Parses and validates a JSON body that is exactly one JSON value; errors name the offending
+/// field, or `body`.
 pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let input: ProductInput = serde_path_to_error::deserialize(de).map_err(|e| {
+    let input: ProductInput = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let msg = inner.to_string();
-        let field = match path.as_str() {
-            "." | "?" => field_in_message(&msg).unwrap_or_else(|| "body".to_owned()),
-            p => p.to_owned(),
-        };
-        Error::invalid(field, msg)
+        match path.as_str() {
+            "." | "?" => {
+                let msg = inner.to_string();
+                Error::invalid(field_in_message(&msg).unwrap_or_else(|| "body".to_owned()), msg)
+            }
+            // The field is named; where in the body it sits adds nothing.
+            p => Error::invalid(p, without_position(&inner)),
+        }
     })?;
+    // Anything but whitespace after the value makes the body something other than one JSON value.
+    de.end().map_err(|e| Error::invalid("body", e.to_string()))?;
     input.validate()?;
     Ok(input)
+}
+
+/// An error's message without the " at line 1 column 30" that serde_json adds.
+fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    msg.strip_suffix(&position).map(str::to_owned).unwrap_or(msg)
 }
 
 /// serde reports missing and unknown fields at the parent path; the name is in the message.
@@ -82,7 +101,7 @@ fn field_in_message(msg: &str) -> Option<String> {
 }
 
 impl ProductInput {
-    /// Checks the value rules that types alone do not express.
+    /// Checks the value rules that types alone do not express (a `Price` is valid by construction).
     pub fn validate(&self) -> Result<()> {
         let name = self.name.trim();
         if name.is_empty() {
@@ -93,19 +112,6 @@ impl ProductInput {
         }
         if self.name.chars().any(char::is_control) {
             return Err(Error::invalid("name", "must not contain control characters"));
-        }
-        if !self.price.is_finite() {
-            return Err(Error::invalid("price", "must be a finite number"));
-        }
-        if self.price < 0.0 {
-            return Err(Error::invalid("price", "must not be negative"));
-        }
-        if self.price > MAX_PRICE {
-            return Err(Error::invalid("price", format!("must be at most {MAX_PRICE}")));
-        }
-        let cents = self.price * 100.0;
-        if (cents - cents.round()).abs() > 1e-6 * cents.abs().max(1.0) {
-            return Err(Error::invalid("price", "must have at most 2 decimal places"));
         }
         if self.quantity < 0 {
             return Err(Error::invalid("quantity", "must not be negative"));
@@ -154,7 +160,32 @@ mod tests {
     #[test]
     fn a_valid_body_parses() {
         let p = parse_input(br#"{"name":"Test Widget","price":29.99,"quantity":100}"#).unwrap();
-        assert_eq!(p, ProductInput { name: "Test Widget".into(), price: 29.99, quantity: 100 });
+        assert_eq!(p, ProductInput { name: "Test Widget".into(), price: "29.99".parse().unwrap(), quantity: 100 });
+    }
+
+    #[test]
+    fn a_body_is_exactly_one_json_value() {
+        let widget = r#"{"name":"a","price":1,"quantity":1}"#;
+        for trailing in [" trailing", " 1", "]", "}", widget, "\u{0}"] {
+            assert_eq!(field_of(&format!("{widget}{trailing}")), "body", "{trailing}");
+        }
+        assert!(parse_input(format!(" \n{widget}\r\n\t ").as_bytes()).is_ok(), "whitespace around it is JSON");
+    }
+
+    #[test]
+    fn a_price_is_read_from_the_numbers_own_text() {
+        let price = |text: &str| parse_input(format!(r#"{{"name":"a","price":{text},"quantity":1}}"#).as_bytes());
+        assert_eq!(price("1e2").unwrap().price.to_string(), "100.00");
+        assert_eq!(price("-0.0").unwrap().price.to_string(), "0.00");
+        for refused in ["123456789.125", "99999999.994", "29.990000000001", "19.999", "-0.01", "1e10"] {
+            match price(refused) {
+                Err(Error::Invalid { field, reason }) => {
+                    assert_eq!(field, "price", "{refused}");
+                    assert!(!reason.contains("line"), "a named field needs no position: {reason}");
+                }
+                other => panic!("{refused} gave {other:?}"),
+            }
+        }
     }
 
     #[test]

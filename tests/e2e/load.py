@@ -4,10 +4,12 @@ as worker/tests/chaos.rs): this file records and dumps, it never judges."""
 from __future__ import annotations
 
 import collections
+import decimal
 import http.client
 import json
 import os
 import random
+import re
 import subprocess
 import threading
 import time
@@ -63,7 +65,18 @@ class Ledger:
 
     def write(self, path: Path) -> None:
         with self.lock:
-            path.write_text("".join(json.dumps(e) + "\n" for e in self.entries))
+            path.write_text("".join(dumps_exact(e) + "\n" for e in self.entries))
+
+
+def dumps_exact(value) -> str:
+    """JSON with each Decimal written as its own text (json.dumps knows no decimal numbers, and a
+    float would carry a binary approximation of the price into the ledger)."""
+    def marked(d):
+        if not isinstance(d, decimal.Decimal):
+            raise TypeError(f"{type(d).__name__} is not JSON")
+        return f"\u0000{d}\u0000"
+    text = json.dumps(value, default=marked)
+    return re.sub(r'"\\u0000(-?[0-9.Ee+-]+)\\u0000"', r"\1", text)
 
 
 class Load:
@@ -110,7 +123,7 @@ class Load:
         conn.close()
 
     def _next(self, rng: random.Random, w: int, seq: int) -> tuple[str | None, tuple | None]:
-        fields = (f"w{w}-{seq}", (seq % 100_000) / 100, seq)
+        fields = (f"w{w}-{seq}", decimal.Decimal(seq % 100_000).scaleb(-2), seq)
         any_key = f"k-{rng.randrange(self.keys)}"
         roll = rng.randrange(100)
         if roll < 10:
@@ -126,7 +139,8 @@ class Load:
             method, path, body = "DELETE", f"/products/{id_}", None
         else:
             name, price, quantity = fields
-            body = json.dumps({"name": name, "price": price, "quantity": quantity})
+            # The price as its decimal text, never through a binary float.
+            body = '{"name": %s, "price": %s, "quantity": %d}' % (json.dumps(name), price, quantity)
             method, path = ("POST", "/products") if id_ is None else ("PUT", f"/products/{id_}")
         try:
             conn.request(method, path, body, {"content-type": "application/json"} if body else {})

@@ -66,7 +66,11 @@ impl Size {
 
 /// Creates, updates of a few hot keys, updates of any key and deletes; every value is unique.
 fn next_write(rng: &mut StdRng, writer: usize, seq: u64, keys: usize) -> (Option<String>, Write) {
-    let fields = Some(Fields::new(format!("w{writer}-{seq}"), (seq % 100_000) as f64 / 100.0, seq as i64));
+    let fields = Some(Fields::new(
+        format!("w{writer}-{seq}"),
+        wbc_core::Price::from_cents((seq % 100_000) as i64).unwrap(),
+        seq as i64,
+    ));
     let any = format!("k-{}", rng.random_range(0..keys));
     match rng.random_range(0..100) {
         0..10 => (None, fields),
@@ -176,7 +180,11 @@ impl Chaos {
             }
             if ready {
                 self.probes += 1;
-                let fields = Some(Fields::new(format!("probe-{}", self.probes), 1.0, self.probes as i64));
+                let fields = Some(Fields::new(
+                    format!("probe-{}", self.probes),
+                    wbc_core::Price::from_cents(100).unwrap(),
+                    self.probes as i64,
+                ));
                 if write(&self.http, &self.api.url(""), Some("probe"), fields, ledger).await {
                     return;
                 }

@@ -43,8 +43,8 @@ async fn servers() -> (PgServer, RedisServer, PgPool) {
 fn accounted_writes() -> Vec<Entry> {
     let acked = |id: &str, version, fields| Entry::Acked { id: id.into(), version, fields };
     vec![
-        acked("live", 1, Some(Fields::new("old", 1.0, 1))),
-        acked("live", 2, Some(Fields::new("widget", 9.99, 3))),
+        acked("live", 1, Some(Fields::new("old", "1.00".parse().unwrap(), 1))),
+        acked("live", 2, Some(Fields::new("widget", "9.99".parse().unwrap(), 3))),
         acked("gone", 4, None),
         acked("poison", 5, None),
         Entry::Unsure { id: "live".into(), fields: None, reason: "timeout".into() },
@@ -107,7 +107,11 @@ async fn wbc_verify_reaches_the_same_verdict_connected_and_from_dumped_files() {
     );
     assert_eq!(run(&from_files).1, verdict, "the files judge as the connections do");
 
-    let lost = Entry::Acked { id: "never-flushed".into(), version: 7, fields: Some(Fields::new("n", 1.0, 1)) };
+    let lost = Entry::Acked {
+        id: "never-flushed".into(),
+        version: 7,
+        fields: Some(Fields::new("n", "1.00".parse().unwrap(), 1)),
+    };
     write_lines(&ledger, ledger_lines(accounted_writes().into_iter().chain([lost])));
     let (status, verdict, stderr) = run(&connected);
     assert_eq!(status, 1, "{stderr}");

@@ -48,13 +48,16 @@ impl Api {
     }
 
     pub async fn call(&self, method: &str, uri: &str, body: Option<&str>) -> (u16, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap();
-        let (status, json, _) = self.send(req).await;
+        let (status, json, _) = self.send(json_request(method, uri, body)).await;
         (status, json)
+    }
+
+    /// Like `call`, with the answer's body as the text the API wrote.
+    pub async fn call_text(&self, method: &str, uri: &str, body: Option<&str>) -> (u16, String) {
+        let resp = self.app.clone().oneshot(json_request(method, uri, body)).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
@@ -82,4 +85,13 @@ impl Api {
         }
         out
     }
+}
+
+/// A request with `body` as JSON, or without a body.
+fn json_request(method: &str, uri: &str, body: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned()))).unwrap()
 }

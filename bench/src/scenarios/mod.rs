@@ -23,7 +23,7 @@ use tokio::{
     task::JoinHandle,
     time::{Instant, sleep},
 };
-use wbc_core::{ProductInput, Store};
+use wbc_core::{Price, ProductInput, Store};
 
 use crate::{
     Result,
@@ -79,7 +79,11 @@ impl Ctx {
 
 /// A product body for writes made directly through the store.
 pub fn sample_product(n: u64) -> ProductInput {
-    ProductInput { name: format!("Bench product {n}"), price: 19.99, quantity: (n % 1000) as i64 }
+    ProductInput {
+        name: format!("Bench product {n}"),
+        price: Price::from_cents(1999).expect("a price"),
+        quantity: (n % 1000) as i64,
+    }
 }
 
 /// Writes each id with the API's own Redis script (`Store::write`), many at once on the

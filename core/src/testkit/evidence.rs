@@ -13,7 +13,7 @@ use crate::{DeadLetter, Error, PgPool, Result, Store};
 /// The query whose rows [`Row`] reads, as a macro so that [`ROWS_JSON_SQL`] can embed it.
 macro_rules! rows_sql {
     () => {
-        "SELECT id, name, price::float8 AS price, quantity, version, deleted FROM products"
+        "SELECT id, name, price, quantity, version, deleted FROM products"
     };
 }
 
@@ -31,8 +31,9 @@ pub struct Row {
     pub id: String,
     /// The product's name.
     pub name: String,
-    /// The product's price.
-    pub price: f64,
+    /// The product's price, exactly as the `NUMERIC(12, 2)` column holds it.
+    #[sqlx(try_from = "rust_decimal::Decimal")]
+    pub price: crate::Price,
     /// The product's quantity.
     pub quantity: i32,
     /// The version of the write the row holds.
@@ -136,7 +137,14 @@ mod tests {
         let rows = parse_rows(&format!("{line}\n")).unwrap();
         assert_eq!(
             rows["k"],
-            Row { id: "k".into(), name: "n".into(), price: 1.25, quantity: 3, version: 9, deleted: false }
+            Row {
+                id: "k".into(),
+                name: "n".into(),
+                price: "1.25".parse().unwrap(),
+                quantity: 3,
+                version: 9,
+                deleted: false
+            }
         );
         let twice = parse_rows(&format!("{line}\n{line}")).unwrap_err().to_string();
         assert!(twice.contains("rows line 2") && twice.contains("twice"), "{twice}");

@@ -14,14 +14,14 @@ pub struct Fields {
     /// The product's name.
     pub name: String,
     /// The product's price.
-    pub price: f64,
+    pub price: crate::Price,
     /// The product's quantity.
     pub quantity: i64,
 }
 
 impl Fields {
     /// Fields from their three values.
-    pub fn new(name: impl Into<String>, price: f64, quantity: i64) -> Self {
+    pub fn new(name: impl Into<String>, price: crate::Price, quantity: i64) -> Self {
         Self { name: name.into(), price, quantity }
     }
 }
@@ -29,9 +29,10 @@ impl Fields {
 /// What one write carried: its fields, or `None` for a delete.
 pub type Write = Option<Fields>;
 
-/// One line of the ledger file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case", deny_unknown_fields)]
+/// One line of the ledger file: `{"outcome": "acked", "id", "version", "fields"}` or
+/// `{"outcome": "unsure", "id", "fields", "reason"}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Entry {
     /// The API answered 2xx with this id and version.
     Acked {
@@ -40,7 +41,6 @@ pub enum Entry {
         /// The version the API answered.
         version: i64,
         /// What the write carried; `null` for a delete, which must be spelled out.
-        #[serde(deserialize_with = "present")]
         fields: Write,
     },
     /// The write failed or its answer was lost: it may still have been applied.
@@ -48,16 +48,38 @@ pub enum Entry {
         /// The key written.
         id: String,
         /// What the write carried; `null` for a delete, which must be spelled out.
-        #[serde(deserialize_with = "present")]
         fields: Write,
         /// Why it counts as failed (`timeout`, `HTTP 503`, …).
         reason: String,
     },
 }
 
-/// Makes an `Option` field required: a missing `fields` would otherwise read as a delete.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Write, D::Error> {
-    Write::deserialize(d)
+/// A ledger line as read: a plain struct rather than serde's internally tagged enum, which would
+/// buffer `fields` and so hand the price's deserializer a float instead of the number's text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    outcome: String,
+    id: String,
+    version: Option<i64>,
+    /// Required: a missing `fields` would otherwise read as a delete.
+    fields: Box<serde_json::value::RawValue>,
+    reason: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let Line { outcome, id, version, fields, reason } = Line::deserialize(d)?;
+        let fields: Write = serde_json::from_str(fields.get()).map_err(|e| D::Error::custom(format!("fields: {e}")))?;
+        match (outcome.as_str(), version, reason) {
+            ("acked", Some(version), None) => Ok(Self::Acked { id, version, fields }),
+            ("unsure", None, Some(reason)) => Ok(Self::Unsure { id, fields, reason }),
+            ("acked", _, _) => Err(D::Error::custom("an acked write has a version and no reason")),
+            ("unsure", _, _) => Err(D::Error::custom("an unsure write has a reason and no version")),
+            (other, _, _) => Err(D::Error::unknown_variant(other, &["acked", "unsure"])),
+        }
+    }
 }
 
 /// One key's writes: the acknowledged ones with their versions, and the unsure ones.
@@ -136,7 +158,7 @@ mod tests {
         .unwrap();
         assert_eq!((ledger.acked_total, ledger.unsure_total), (2, 1));
         assert_eq!(ledger.keys["k-1"].latest(), Some(&(5, None)));
-        assert_eq!(ledger.keys["k-1"].acked[0], (3, Some(Fields::new("a", 1.5, 2))));
+        assert_eq!(ledger.keys["k-1"].acked[0], (3, Some(Fields::new("a", "1.5".parse().unwrap(), 2))));
         assert_eq!(ledger.keys["k-2"].unsure, vec![None]);
     }
 
@@ -151,7 +173,11 @@ mod tests {
 
     #[test]
     fn an_entry_written_by_rust_reads_back_as_the_same_entry() {
-        let entry = Entry::Unsure { id: "k".into(), fields: Some(Fields::new("n", 0.1, 7)), reason: "HTTP 503".into() };
+        let entry = Entry::Unsure {
+            id: "k".into(),
+            fields: Some(Fields::new("n", "0.1".parse().unwrap(), 7)),
+            reason: "HTTP 503".into(),
+        };
         assert_eq!(serde_json::from_str::<Entry>(&serde_json::to_string(&entry).unwrap()).unwrap(), entry);
     }
 }

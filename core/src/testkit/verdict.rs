@@ -8,8 +8,6 @@ use super::{
     ledger::{KeyLog, Ledger, Write},
 };
 
-/// Prices are `NUMERIC(12, 2)`: a write's price and the row's may differ by rounding only.
-const PRICE_TOLERANCE: f64 = 0.005;
 /// Examples of each violation a summary shows.
 const EXAMPLES: usize = 10;
 
@@ -42,12 +40,7 @@ impl Outcome {
 pub fn holds(row: &Row, write: &Write) -> bool {
     match write {
         None => row.deleted,
-        Some(f) => {
-            !row.deleted
-                && row.name == f.name
-                && (row.price - f.price).abs() < PRICE_TOLERANCE
-                && i64::from(row.quantity) == f.quantity
-        }
+        Some(f) => !row.deleted && row.name == f.name && row.price == f.price && i64::from(row.quantity) == f.quantity,
     }
 }
 
@@ -194,7 +187,7 @@ mod tests {
     use crate::testkit::ledger::{Entry, Fields};
 
     fn fields(name: &str) -> Write {
-        Some(Fields::new(name, 1.5, 2))
+        Some(Fields::new(name, "1.5".parse().unwrap(), 2))
     }
 
     fn acked(id: &str, version: i64, fields: Write) -> Entry {
@@ -208,7 +201,7 @@ mod tests {
     fn row(id: &str, version: i64, write: Write) -> (String, Row) {
         let (name, price, quantity, deleted) = match write {
             Some(f) => (f.name, f.price, f.quantity as i32, false),
-            None => (String::new(), 0.0, 0, true),
+            None => (String::new(), crate::Price::ZERO, 0, true),
         };
         (id.into(), Row { id: id.into(), name, price, quantity, version, deleted })
     }
@@ -264,7 +257,7 @@ mod tests {
     #[test]
     fn a_row_of_the_acknowledged_version_with_other_values_is_corrupt() {
         let mut other_price = fields("k");
-        other_price.as_mut().unwrap().price = 1.6;
+        other_price.as_mut().unwrap().price = "1.60".parse().unwrap();
         let v = verdict(
             vec![acked("k", 2, fields("k")), acked("t", 2, None), acked("r", 2, None)],
             vec![row("k", 2, other_price), row("t", 2, fields("t")), row("r", 2, fields("r"))],

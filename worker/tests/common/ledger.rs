@@ -9,7 +9,8 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use wbc_core::ProductInput;
 use wbc_core::testkit::{evidence, ledger, verdict};
 pub use wbc_core::testkit::{
     evidence::{DeadLetters, Rows},
@@ -60,7 +61,8 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 
 /// Sends a create (no id), a replace or a delete (no fields), and records the outcome.
 pub async fn write(http: &reqwest::Client, api: &str, id: Option<&str>, fields: Write, ledger: &Ledger) -> bool {
-    let body = |f: &Fields| json!({"name": f.name, "price": f.price, "quantity": f.quantity});
+    // Serialized straight from the product, so that the price goes out as its decimal text.
+    let body = |f: &Fields| ProductInput { name: f.name.clone(), price: f.price, quantity: f.quantity };
     let request = match (id, &fields) {
         (None, Some(f)) => http.post(format!("{api}/products")).json(&body(f)),
         (Some(id), Some(f)) => http.put(format!("{api}/products/{id}")).json(&body(f)),

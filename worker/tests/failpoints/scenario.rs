@@ -138,7 +138,8 @@ pub fn start_load(api: String, ledger: Arc<Ledger>, writes: u64, first: u64, poi
                 let roll = rng.random_range(0..100);
                 let name =
                     if poison && roll >= 85 { format!("{POISON_PREFIX}-w{w}-{seq}") } else { format!("w{w}-{seq}") };
-                let fields: Write = (roll >= 15).then(|| Fields::new(name, (seq % 1000) as f64 / 100.0, seq as i64));
+                let fields: Write = (roll >= 15)
+                    .then(|| Fields::new(name, wbc_core::Price::from_cents((seq % 1000) as i64).unwrap(), seq as i64));
                 if !write(&http, &api, Some(&id), fields, &ledger).await {
                     // The API may be restarting after a crash: give it a moment.
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -113,10 +113,7 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
 }
 
 pub(crate) fn mode_label(mode: wbc_core::WriteMode) -> &'static str {
-    match mode {
-        wbc_core::WriteMode::WriteBehind => "write-behind",
-        wbc_core::WriteMode::WriteThrough => "write-through",
-    }
+    mode.env_name()
 }
 
 impl Args {

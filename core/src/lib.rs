@@ -1,18 +1,20 @@
-//! Shared core of wbc: configuration, products, the Redis queue and PostgreSQL persistence.
+//! Shared core of wbc: the settings model, configuration, products, the Redis queue and PostgreSQL persistence.
 pub mod config;
 pub mod db;
 mod error;
 pub mod failpoint;
 pub mod ops;
 pub mod product;
+pub mod settings;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use config::{FailureKind, OverflowPolicy, Pipeline, PipelineArgs, RedisDownPolicy, StoreArgs, WriteMode};
+pub use config::StoreArgs;
 pub use error::{Error, Result};
 pub use product::{ProductInput, Record};
+pub use settings::{FailureKind, OverflowPolicy, Pipeline, PipelineArgs, RedisDownPolicy, Settings, WriteMode};
 pub use sqlx::PgPool;
 pub use store::{DeadLetter, QueueStats, Store};
 

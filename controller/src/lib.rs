@@ -2,7 +2,6 @@
 //! worker read their environment from, and the Deployments that read it are rolled when it changes.
 pub mod conditions;
 pub mod crd;
-mod defaults;
 mod error;
 pub mod health;
 pub mod manifests;

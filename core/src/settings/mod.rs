@@ -4,6 +4,9 @@
 //! The binaries read it with clap, the controller's resource embeds it with serde, the CRD's schema
 //! comes from schemars, and the ConfigMap, `/admin/config` and the checks follow from the same
 //! declaration ([`leaf`]). A new setting is a new field here and the code that uses it.
+//!
+//! The documentation names enum values as the resource spells them (`WriteBehind`); `--help` lists the
+//! environment's spelling (`write-behind`) next to it.
 use std::time::Duration;
 
 use clap::Args;
@@ -30,8 +33,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[derive(Args, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
-    /// How a write reaches PostgreSQL: write-behind acknowledges once the write is in Redis and a
-    /// worker persists it later; write-through writes PostgreSQL before acknowledging.
+    /// How a write reaches PostgreSQL: WriteBehind acknowledges once the write is in Redis and a worker
+    /// persists it later; WriteThrough writes PostgreSQL before acknowledging.
     #[arg(long = "write-mode", env = "WRITE_MODE", value_enum, default_value = "write-behind")]
     pub mode: WriteMode,
     /// How long a key stays dirty before a worker flushes it, e.g. 500ms or 2s (1ms to 1h).
@@ -54,10 +57,10 @@ pub struct Settings {
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100_000, value_parser = Self::QUEUE_CAPACITY)]
     #[schemars(range(min = Self::QUEUE_CAPACITY.min, max = Self::QUEUE_CAPACITY.max))]
     pub queue_capacity: u64,
-    /// What a write does when the queue is full: reject (503 with Retry-After) or write-through.
+    /// What a write does when the queue is full: Reject (503 with Retry-After) or WriteThrough.
     #[arg(long, env = "OVERFLOW_POLICY", value_enum, default_value = "reject")]
     pub overflow_policy: OverflowPolicy,
-    /// What a write does when Redis is unreachable: reject (503) or write-through to PostgreSQL.
+    /// What a write does when Redis is unreachable: Reject (503) or WriteThrough to PostgreSQL.
     #[arg(long, env = "REDIS_DOWN_POLICY", value_enum, default_value = "reject")]
     pub redis_down_policy: RedisDownPolicy,
     /// How long a worker owns the keys it claimed before another worker may take them back; longer than
@@ -80,7 +83,7 @@ pub struct Settings {
 #[derive(Args, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Retry {
-    /// First retry delay, e.g. 100ms; not longer than the largest (1ms to 1h).
+    /// First retry delay, e.g. 100ms; not longer than the largest retry delay (1ms to 1h).
     #[arg(long = "retry-initial-delay", env = "RETRY_INITIAL_DELAY", default_value = "100ms",
           value_parser = Settings::RETRY_INITIAL_DELAY)]
     #[serde(with = "duration")]
@@ -112,7 +115,7 @@ pub struct FailureSimulation {
           value_parser = Settings::FAILURE_RATE)]
     #[schemars(range(min = Settings::FAILURE_RATE.min, max = Settings::FAILURE_RATE.max))]
     pub rate: f64,
-    /// Transient failures fail whole batches and are retried; permanent failures fail single records,
+    /// Transient failures fail whole batches and are retried; Permanent failures fail single records,
     /// which end in the dead-letter queue.
     #[arg(long = "failure-kind", env = "FAILURE_KIND", value_enum, default_value = "transient")]
     pub kind: FailureKind,

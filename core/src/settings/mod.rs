@@ -42,18 +42,18 @@ pub struct Settings {
     #[serde(with = "duration")]
     #[schemars(with = "String", regex(pattern = duration::PATTERN))]
     pub flush_interval: Duration,
-    /// Dirty keys persisted per batch, in one upsert statement.
+    /// Dirty keys persisted per batch, in one upsert statement (1 to 10000).
     #[arg(long, env = "BATCH_SIZE", default_value_t = 500, value_parser = Self::BATCH_SIZE)]
     #[schemars(range(min = Self::BATCH_SIZE.min, max = Self::BATCH_SIZE.max))]
     pub batch_size: u32,
-    /// Attempts after the first for a record that fails permanently, before it is dead-lettered.
+    /// Attempts after the first for a record that fails permanently, before it is dead-lettered (0 to 100).
     #[arg(long, env = "MAX_RETRIES", default_value_t = 3, value_parser = Self::MAX_RETRIES)]
     #[schemars(range(min = Self::MAX_RETRIES.min, max = Self::MAX_RETRIES.max))]
     pub max_retries: u32,
     /// Exponential backoff, with full jitter, between failed flushes.
     #[command(flatten)]
     pub retry: Retry,
-    /// Largest number of dirty keys the queue holds.
+    /// Largest number of dirty keys the queue holds (1 to 100000000).
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100_000, value_parser = Self::QUEUE_CAPACITY)]
     #[schemars(range(min = Self::QUEUE_CAPACITY.min, max = Self::QUEUE_CAPACITY.max))]
     pub queue_capacity: u64,
@@ -95,7 +95,7 @@ pub struct Retry {
     #[serde(with = "duration")]
     #[schemars(with = "String", regex(pattern = duration::PATTERN))]
     pub max_delay: Duration,
-    /// Factor by which the delay grows after each failure.
+    /// Factor by which the delay grows after each failure (1 to 10).
     #[arg(long = "retry-multiplier", env = "RETRY_MULTIPLIER", default_value_t = 2.0,
           value_parser = Settings::RETRY_MULTIPLIER)]
     #[schemars(range(min = Settings::RETRY_MULTIPLIER.min, max = Settings::RETRY_MULTIPLIER.max))]
@@ -110,7 +110,7 @@ pub struct FailureSimulation {
     #[arg(long = "simulate-db-failure", env = "SIMULATE_DB_FAILURE", default_value = "false",
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub enabled: bool,
-    /// Fraction of database writes that fail while enabled, from 0 to 1.
+    /// Fraction of database writes that fail while enabled (0 to 1).
     #[arg(long = "failure-rate", env = "FAILURE_RATE", default_value_t = 0.1,
           value_parser = Settings::FAILURE_RATE)]
     #[schemars(range(min = Settings::FAILURE_RATE.min, max = Settings::FAILURE_RATE.max))]

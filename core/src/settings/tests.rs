@@ -153,3 +153,25 @@ fn admin_config_shows_every_setting_flat_as_it_always_has() {
     );
     assert_eq!(shown, before);
 }
+
+#[test]
+fn the_documentation_of_a_bounded_number_states_its_bounds() {
+    fn walk(schema: &serde_json::Value, path: &str) -> usize {
+        let mut bounded = 0;
+        for (name, field) in schema["properties"].as_object().into_iter().flatten() {
+            let path = format!("{path}.{name}");
+            if let (Some(min), Some(max)) = (field["minimum"].as_f64(), field["maximum"].as_f64()) {
+                let range = format!("({min} to {max})");
+                let description = field["description"].as_str().unwrap_or_default();
+                assert!(description.contains(&range), "{path}: {description:?} does not say {range}");
+                bounded += 1;
+            }
+            bounded += walk(field, &path);
+        }
+        bounded
+    }
+    let schema = serde_json::to_value(schemars::schema_for!(Settings)).unwrap();
+    let groups = schema["$defs"].as_object().cloned().unwrap_or_default();
+    let bounded = walk(&schema, "spec") + groups.iter().map(|(name, group)| walk(group, name)).sum::<usize>();
+    assert_eq!(bounded, 5, "batchSize, maxRetries, queueCapacity, retry.multiplier, failureSimulation.rate");
+}

@@ -24,7 +24,10 @@ lint:
 	cd observability/prometheus && promtool test rules alerts_test.yaml
 
 test: deps bench-deps lint k8s-apiserver
-	$(CARGO) test --workspace --all-features -- --test-threads=4
+	@# A test skips only where a person asked for it (WBC_SKIP_K8S_TESTS=1); it then prints SKIPPED: and
+	@# records it here, and the run says how many were skipped.
+	skipped=$$(mktemp) && WBC_SKIPPED_LOG=$$skipped $(CARGO) test --workspace --all-features -- --test-threads=4; \
+		status=$$?; echo "skipped tests: $$(grep -c '^SKIPPED:' $$skipped)"; sed 's/^/  /' $$skipped; rm -f $$skipped; exit $$status
 	@# Smoke run of the benchmarks (debug build, already built by the tests): it must complete and
 	@# report; timings are never asserted.
 	$(CARGO) build -p wbc-api -p wbc-worker -p wbc-bench
@@ -39,9 +42,9 @@ fmt:
 	$(CARGO) fmt --all
 
 # kube-apiserver and etcd for the controller's tests, built once into ~/.cache/wbc-k8s (about 5 minutes
-# cold). Exit status 3 means it cannot be built on this machine: the controller's tests then say so and skip.
+# cold). Where it cannot be built, the run fails; WBC_SKIP_K8S_TESTS=1 skips those tests on purpose.
 k8s-apiserver:
-	./scripts/k8s-apiserver.sh build || [ $$? -eq 3 ]
+	[ "$${WBC_SKIP_K8S_TESTS:-}" = 1 ] || ./scripts/k8s-apiserver.sh build
 
 # Regenerates the CRD (manifests/ and the chart's copy) and the chart's list of pipeline variables from the
 # Rust types; a test fails when they drift. Then scripts/chart/render.sh derives the chart's `cache` values,

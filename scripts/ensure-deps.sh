@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure redis-server, the PostgreSQL server binaries and Prometheus (with promtool) exist;
+# Makes sure redis-server, the PostgreSQL server binaries, Prometheus (with promtool) and kubectl exist;
 # installs them with apt where it can. `ensure-deps.sh bench` also checks what the benchmarks need:
 # redis-benchmark, pgbench (ships with the server), the charts' TrueType font (rendered in pure Rust,
 # so no fontconfig or freetype) and node (to parse the k6 scripts).
@@ -18,6 +18,8 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -n "$(pg_bindir)" ] || missing+=(postgresql-15)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+# The controller's tests drive a real kube-apiserver with kubectl too.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ "${1:-}" = bench ]; then
   command -v redis-benchmark >/dev/null || missing+=(redis-tools)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)

@@ -2,6 +2,7 @@
 mod admin;
 mod error;
 mod metrics;
+mod persisted;
 mod products;
 mod trace;
 
@@ -59,6 +60,10 @@ pub struct Shared {
     pub pool: wbc_core::PgPool,
     pub pipeline: Pipeline,
     pub metrics: ApiMetrics,
+    /// Versions this process had PostgreSQL issue while Redis was unreachable, not yet in Redis.
+    pub fences: wbc_core::fallback::PendingFences,
+    /// Versions PostgreSQL holds, for writes to keys Redis no longer remembers.
+    pub persisted: persisted::PersistedVersions,
 }
 
 impl std::ops::Deref for AppState {
@@ -105,9 +110,17 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     metrics.queue_capacity.set(pipeline.queue_capacity.min(i64::MAX as u64) as i64);
     let queue = ops::QueueGauges::register(&registry)?;
     let redis = Store::connect(&store.redis_url).await?;
-    let pool = db::connect(&store.database_url, store.database_max_connections).await?;
+    let pool =
+        db::connect(&store.database_url, store.database_max_connections, store.database_statement_timeout).await?;
     db::migrate(&pool).await?;
-    let state = AppState(Arc::new(Shared { store: redis.clone(), pool: pool.clone(), pipeline, metrics }));
+    let state = AppState(Arc::new(Shared {
+        store: redis.clone(),
+        pool: pool.clone(),
+        pipeline,
+        metrics,
+        fences: Default::default(),
+        persisted: Default::default(),
+    }));
     let ops = Arc::new(ops::Ops::new(registry, queue, redis, pool));
     Ok((state, ops))
 }

@@ -56,7 +56,8 @@ async fn create(
 ) -> Result<impl IntoResponse> {
     let input = guarded(&s, parse_body(&headers, body))?;
     let id = product::new_id();
-    let (record, source) = write(&s, &id, Some(input)).await?;
+    // A fresh random id: PostgreSQL holds no version for it.
+    let (record, source) = write(&s, &id, Some(input), Some(0)).await?;
     let location = format!("/products/{id}");
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(ProductBody::new(record, source))))
 }
@@ -69,22 +70,26 @@ async fn replace(
 ) -> Result<Json<ProductBody>> {
     guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
     let input = guarded(&s, parse_body(&headers, body))?;
-    let (record, source) = write(&s, &id, Some(input)).await?;
+    let (record, source) = write(&s, &id, Some(input), None).await?;
     Ok(Json(ProductBody::new(record, source)))
 }
 
 async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedBody>> {
     guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
-    let (record, source) = write(&s, &id, None).await?;
+    let (record, source) = write(&s, &id, None, None).await?;
     Ok(Json(DeletedBody { id: record.id, version: record.version, deleted: true, source }))
 }
 
 async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ProductBody>> {
     product::validate_id(&id)?;
-    match s.store.get(&id).await {
+    let cached = match s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await {
+        Ok(()) => s.store.get(&id).await,
+        Err(e) => Err(e),
+    };
+    match &cached {
         Ok(Some(record)) => {
             s.metrics.cache_hits.inc();
-            return live(record, Source::Cache);
+            return live(record.clone(), Source::Cache);
         }
         Ok(None) => {}
         // Reads keep working from PostgreSQL while Redis is down.
@@ -94,9 +99,12 @@ async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<
     let Some(record) = db::get(&s.pool, &id).await? else {
         return Err(ApiError::NotFound(id));
     };
-    // Refill the cache; a failure here only costs the next read another miss.
-    if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
-        tracing::warn!(error = %e, %id, "cache refill failed");
+    // Refill the cache; a failure here only costs the next read another miss. Not when Redis
+    // failed: it may still hold values older than PostgreSQL's that this process has not fenced.
+    if cached.is_ok() {
+        if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
+            tracing::warn!(error = %e, %id, "cache refill failed");
+        }
     }
     live(record, Source::Database)
 }
@@ -131,16 +139,17 @@ fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Resul
     Ok(product::parse_input(&body)?)
 }
 
-/// Applies a write (a product, or a tombstone for `None`) in the configured mode.
-async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(Record, Source)> {
+/// Applies a write (a product, or a tombstone for `None`) in the configured mode. `persisted` is
+/// the version PostgreSQL holds for the key, where the caller knows it.
+async fn write(
+    s: &AppState,
+    id: &str,
+    input: Option<ProductInput>,
+    persisted: Option<i64>,
+) -> Result<(Record, Source)> {
     let op = if input.is_some() { "upsert" } else { "delete" };
     if s.pipeline.mode == WriteMode::WriteBehind {
-        let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
-        let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
-        wbc_core::failpoint!("api::before_redis_write");
-        let queued =
-            s.store.write(id, input.as_ref(), s.pipeline.queue_capacity, traceparent.as_deref()).instrument(span).await;
-        match queued {
+        match queue(s, id, input.as_ref(), persisted).await {
             Ok(queued) => {
                 wbc_core::failpoint!("api::after_redis_write");
                 if queued.coalesced {
@@ -156,7 +165,10 @@ async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(R
             // The overflow policy sends this write through to PostgreSQL.
             Err(wbc_core::Error::QueueFull { .. }) => {}
             Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
-                tracing::warn!(error = %e, %id, "redis unavailable; writing through");
+                tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
+                let record = guarded(s, without_redis(s, id, input).await)?;
+                s.metrics.writes.with_label_values(&[mode_label(WriteMode::WriteThrough), op]).inc();
+                return Ok((record, Source::Database));
             }
             Err(e) => return guarded(s, Err(e.into())),
         }
@@ -164,6 +176,31 @@ async fn write(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<(R
     let record = guarded(s, write_through(s, id, input).await)?;
     s.metrics.writes.with_label_values(&[mode_label(WriteMode::WriteThrough), op]).inc();
     Ok((record, Source::Database))
+}
+
+/// Queues a write in Redis, once Redis knows every version this process wrote without it. A key
+/// Redis no longer remembers is versioned above the row PostgreSQL holds for it.
+async fn queue(
+    s: &AppState,
+    id: &str,
+    input: Option<&ProductInput>,
+    persisted: Option<i64>,
+) -> wbc_core::Result<wbc_core::store::Queued> {
+    let span = tracing::info_span!("queue write", otel.kind = "client", db.system = "redis", product.id = id);
+    let traceparent = span.in_scope(wbc_core::telemetry::current_traceparent);
+    s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await?;
+    wbc_core::failpoint!("api::before_redis_write");
+    let (capacity, traceparent) = (s.pipeline.queue_capacity, traceparent.as_deref());
+    async {
+        let queued = s.store.write(id, input, capacity, traceparent, persisted).await;
+        let Err(wbc_core::Error::VersionUnknown { .. }) = queued else {
+            return queued;
+        };
+        let persisted = s.persisted.of(&s.pool, id).await;
+        s.store.write(id, input, capacity, traceparent, Some(persisted)).await
+    }
+    .instrument(span)
+    .await
 }
 
 fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
@@ -174,25 +211,52 @@ fn record(id: &str, input: Option<ProductInput>, version: i64) -> Record {
 }
 
 /// Commits to PostgreSQL first, then refreshes the cache, so that an answer means durable.
+/// Redis reserves the version, and PostgreSQL raises it past the row's if that is ahead.
 /// Without Redis (and where the policy allows), PostgreSQL issues the version itself.
 async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
     wbc_core::failpoint!("api::before_write_through");
-    let version = match s.store.reserve_version(id).await {
+    let reserved = match s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await {
+        Ok(()) => s.store.reserve_version(id, s.pipeline.cache_ttl).await,
+        Err(e) => Err(e),
+    };
+    let reserved = match reserved {
         Ok(v) => v,
         Err(wbc_core::Error::Redis(e)) if s.pipeline.redis_down_policy == RedisDownPolicy::WriteThrough => {
             tracing::warn!(error = %e, %id, "redis unavailable; PostgreSQL issues the version");
-            let record = db::upsert_next_version(&s.pool, id, input.as_ref()).await?;
-            wbc_core::failpoint!("api::after_redis_down_commit");
-            return Ok(record);
+            return without_redis(s, id, input).await;
         }
         Err(e) => return Err(e.into()),
     };
     wbc_core::failpoint!("api::after_reserve");
-    let record = record(id, input, version);
-    db::upsert(&s.pool, std::slice::from_ref(&record)).await?;
+    let record = match db::upsert_next_version(&s.pool, id, input.as_ref(), reserved, true).await {
+        Ok(record) => record,
+        Err(e) => {
+            // A transient failure leaves the outcome unknown (a timeout may come after the commit):
+            // a cached value older than this write must not be served as if it were current.
+            if !db::is_permanent(&e) {
+                if let Err(e) = s.store.fence(id, reserved, s.pipeline.cache_ttl).await {
+                    tracing::warn!(error = %e, %id, "cache not invalidated after a failed write-through");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     wbc_core::failpoint!("api::after_write_through_commit");
     if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
         tracing::warn!(error = %e, %id, "cache refresh after write-through failed");
+        if record.version > reserved {
+            s.fences.note(id, record.version);
+        }
     }
+    Ok(record)
+}
+
+/// Writes to PostgreSQL, which issues the version from where Redis's clock is now, and
+/// remembers that version for Redis: this process applies it before it next uses Redis
+/// (PostgreSQL's record of it is for the worker).
+async fn without_redis(s: &AppState, id: &str, input: Option<ProductInput>) -> Result<Record> {
+    let record = db::upsert_next_version(&s.pool, id, input.as_ref(), s.store.redis_now_us_at_most(), false).await?;
+    wbc_core::failpoint!("api::after_redis_down_commit");
+    s.fences.note(id, record.version);
     Ok(record)
 }

@@ -73,7 +73,7 @@ impl Stack {
         let redis = RedisServer::start();
         let pg = PgServer::start();
         let store = Store::connect(&redis.url()).await?;
-        let pool = db::connect(&pg.url(), 4).await?;
+        let pool = db::connect(&pg.url(), 4, Duration::from_secs(30)).await?;
         db::migrate(&pool).await?;
         std::fs::create_dir_all(logs)?;
         Ok(Self { store, pool, redis, pg, bins: bins.clone(), logs: logs.to_path_buf() })

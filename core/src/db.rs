@@ -1,7 +1,10 @@
 //! The PostgreSQL side: migrations, versioned batch upserts and reads.
-use std::time::Duration;
+use std::{future::Future, str::FromStr, time::Duration};
 
-use sqlx::{PgPool, Row, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool, Row,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use crate::{Record, Result};
 
@@ -20,20 +23,66 @@ pub const DATA_LOSSES_KEY: &str = "data_losses";
 /// Serializes loss detection across workers: a transaction-scoped advisory lock.
 const LOSS_CHECK_LOCK: i64 = 0x7762_635f_6c6f_7373;
 
+/// Longest wait for a connection of the pool, whatever the statement timeout: a refused
+/// connection is retried within it, and a request should not wait long on a database that is down.
+const MAX_ACQUIRE: Duration = Duration::from_secs(5);
+/// How long past the statement timeout the client waits: within it PostgreSQL ends a slow
+/// statement itself, cleanly; past it the server cannot answer at all (a hung host).
+const CLIENT_MARGIN: Duration = Duration::from_secs(1);
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Opens a pool that gives up on a dead database instead of hanging.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+/// Opens a pool whose calls give up on a database that hangs as on one that is down: PostgreSQL
+/// ends a statement after `statement_timeout`, the client gives up a second later, and waiting
+/// for a connection is bounded by the timeout too (and by 5 s).
+pub async fn connect(url: &str, max_connections: u32, statement_timeout: Duration) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)?.options([("statement_timeout", statement_timeout.as_millis())]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .acquire_timeout(statement_timeout.min(MAX_ACQUIRE))
+        .connect_with(options)
         .await?)
 }
 
-/// Applies pending migrations; safe to run from several processes at once.
+/// The statement timeout the pool's connections start with, in milliseconds as `connect` sets
+/// it: the pool carries it, so every call finds its bound there. The last setting wins, as in
+/// PostgreSQL; one in other units (a URL's own) leaves calls unbounded on the client.
+fn statement_timeout(pool: &PgPool) -> Option<Duration> {
+    let options = pool.connect_options();
+    let ms =
+        options.get_options()?.split_whitespace().filter_map(|o| o.strip_prefix("statement_timeout=")).next_back()?;
+    ms.parse().ok().map(Duration::from_millis)
+}
+
+/// The longest one call of the pool may take before the client gives up on the server.
+pub fn call_limit(pool: &PgPool) -> Duration {
+    statement_timeout(pool).unwrap_or(MAX_ACQUIRE) + CLIENT_MARGIN
+}
+
+/// Runs one call of the pool, bounded by its statement timeout. A call cut short is a transient
+/// error, as a lost connection is.
+async fn bounded<T>(pool: &PgPool, call: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T> {
+    let Some(timeout) = statement_timeout(pool) else {
+        return Ok(call.await?);
+    };
+    match tokio::time::timeout(timeout + CLIENT_MARGIN, call).await {
+        Ok(r) => Ok(r?),
+        Err(_) => {
+            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}"));
+            Err(sqlx::Error::Io(e).into())
+        }
+    }
+}
+
+/// Applies pending migrations; safe to run from several processes at once. They run on a
+/// connection of their own without the statement timeout, which a long migration may exceed.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    MIGRATOR.run(pool).await?;
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await?;
+    let migrated = MIGRATOR.run(&mut *conn).await;
+    // Not back into the pool: its statement timeout is off.
+    conn.close().await?;
+    migrated?;
     Ok(())
 }
 
@@ -58,7 +107,7 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
         versions.push(r.version);
         deleted.push(r.deleted);
     }
-    Ok(sqlx::query_scalar(
+    let call = sqlx::query_scalar(
         "WITH written AS ( \
            INSERT INTO products (id, name, price, quantity, version, deleted) \
            SELECT id, name, price::numeric, quantity, version, deleted \
@@ -77,44 +126,88 @@ pub async fn upsert(pool: &PgPool, records: &[Record]) -> Result<Vec<String>> {
     .bind(&quantities)
     .bind(&versions)
     .bind(&deleted)
-    .fetch_all(pool)
-    .await?)
+    .fetch_all(pool);
+    bounded(pool, call).await
 }
 
-/// Writes one record without Redis, with a version PostgreSQL issues: the clock in microseconds,
-/// raised past the row's current version. Returns the record as written.
-pub async fn upsert_next_version(pool: &PgPool, id: &str, input: Option<&crate::ProductInput>) -> Result<Record> {
+/// Writes one record with a version PostgreSQL settles: `at_least`, raised past the row's
+/// version, so that it is newer than every version persisted for the key whatever the clocks did.
+/// A version Redis does not know (`redis_issued` is false: PostgreSQL issued it while Redis was
+/// unreachable, or it was raised above the one Redis reserved) is recorded in
+/// `wbc_fallback_versions` by the same statement, so that it reaches Redis even if this process
+/// dies before it can apply it there (see `fallback`). Returns the record as written.
+pub async fn upsert_next_version(
+    pool: &PgPool,
+    id: &str,
+    input: Option<&crate::ProductInput>,
+    at_least: i64,
+    redis_issued: bool,
+) -> Result<Record> {
     let mut record = match input {
-        Some(p) => Record::product(id, p.clone(), 0),
-        None => Record::tombstone(id, 0),
+        Some(p) => Record::product(id, p.clone(), at_least),
+        None => Record::tombstone(id, at_least),
     };
-    record.version = sqlx::query_scalar(
-        "INSERT INTO products (id, name, price, quantity, version, deleted) \
-         VALUES ($1, $2, $3::float8, $4::int8, (extract(epoch FROM clock_timestamp()) * 1000000)::int8, $5) \
-         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
-           quantity = EXCLUDED.quantity, deleted = EXCLUDED.deleted, updated_at = now(), \
-           version = GREATEST(EXCLUDED.version, products.version + 1) \
-         RETURNING version",
+    let call = sqlx::query_scalar(
+        "WITH written AS ( \
+           INSERT INTO products (id, name, price, quantity, version, deleted) \
+           VALUES ($1, $2, $3::float8, $4::int8, $5, $6) \
+           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, price = EXCLUDED.price, \
+             quantity = EXCLUDED.quantity, deleted = EXCLUDED.deleted, updated_at = now(), \
+             version = GREATEST(EXCLUDED.version, products.version + 1) \
+           RETURNING id, version), \
+         recorded AS ( \
+           INSERT INTO wbc_fallback_versions (id, version) \
+           SELECT id, version FROM written WHERE NOT $7 OR version > $5 \
+           ON CONFLICT (id) DO UPDATE SET \
+             version = GREATEST(wbc_fallback_versions.version, EXCLUDED.version)) \
+         SELECT version FROM written",
     )
     .bind(&record.id)
     .bind(&record.name)
     .bind(record.price)
     .bind(record.quantity)
+    .bind(record.version)
     .bind(record.deleted)
-    .fetch_one(pool)
-    .await?;
+    .bind(redis_issued)
+    .fetch_one(pool);
+    record.version = bounded(pool, call).await?;
     Ok(record)
+}
+
+/// The version PostgreSQL holds for a key, tombstones included: one primary-key lookup.
+pub async fn persisted_version(pool: &PgPool, id: &str) -> Result<Option<i64>> {
+    bounded(pool, sqlx::query_scalar("SELECT version FROM products WHERE id = $1").bind(id).fetch_optional(pool)).await
+}
+
+/// Up to `limit` versions that PostgreSQL issued without Redis and Redis has not been told of.
+pub async fn fallback_versions(pool: &PgPool, limit: i64) -> Result<Vec<(String, i64)>> {
+    let call = sqlx::query_as("SELECT id, version FROM wbc_fallback_versions LIMIT $1").bind(limit).fetch_all(pool);
+    bounded(pool, call).await
+}
+
+/// Forgets versions applied to Redis; a newer one recorded for the key meanwhile stays.
+pub async fn forget_fallback_versions(pool: &PgPool, applied: &[(String, i64)]) -> Result<()> {
+    let (ids, versions): (Vec<&str>, Vec<i64>) = applied.iter().map(|(id, v)| (id.as_str(), *v)).unzip();
+    let call = sqlx::query(
+        "DELETE FROM wbc_fallback_versions f USING UNNEST($1::text[], $2::int8[]) AS a (id, version) \
+         WHERE f.id = a.id AND f.version <= a.version",
+    )
+    .bind(&ids)
+    .bind(&versions)
+    .execute(pool);
+    bounded(pool, call).await?;
+    Ok(())
 }
 
 /// The stored record of a key, tombstones included.
 pub async fn get(pool: &PgPool, id: &str) -> Result<Option<Record>> {
-    let row = sqlx::query(
+    let call = sqlx::query(
         "SELECT id, name, price::float8 AS price, quantity::int8 AS quantity, version, deleted \
          FROM products WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    .fetch_optional(pool);
+    let row = bounded(pool, call).await?;
     Ok(row.map(|r| Record {
         id: r.get("id"),
         name: r.get("name"),
@@ -175,6 +268,6 @@ pub fn is_permanent(e: &crate::Error) -> bool {
 }
 
 pub async fn ping(pool: &PgPool) -> Result<()> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+    bounded(pool, sqlx::query("SELECT 1").execute(pool)).await?;
     Ok(())
 }

@@ -13,6 +13,9 @@ pub enum Error {
     /// The queue holds `capacity` dirty keys already.
     #[error("write queue is full ({capacity} dirty keys)")]
     QueueFull { capacity: u64 },
+    /// Redis no longer remembers the last version of `id`: the write needs the one PostgreSQL holds.
+    #[error("the persisted version of {id} is needed to version a write")]
+    VersionUnknown { id: String },
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("postgres: {0}")]

@@ -3,6 +3,7 @@ pub mod config;
 pub mod db;
 mod error;
 pub mod failpoint;
+pub mod fallback;
 pub mod ops;
 pub mod product;
 pub mod settings;

@@ -180,6 +180,7 @@ pub struct PgServer {
     port: u16,
     bindir: PathBuf,
     user: Option<User>,
+    paused: bool,
 }
 
 impl PgServer {
@@ -191,7 +192,7 @@ impl PgServer {
         give_to(dir.path(), user.as_ref());
         let status = Command::new("cp").arg("-a").arg(&template).arg(dir.path().join("data")).status().expect("cp");
         assert!(status.success(), "copying the PostgreSQL template failed");
-        let mut server = Self { child: None, dir, port: free_port(), bindir, user };
+        let mut server = Self { child: None, dir, port: free_port(), bindir, user, paused: false };
         server.spawn();
         server
     }
@@ -225,6 +226,7 @@ impl PgServer {
 
     /// Fast shutdown, as an operator's `pg_ctl stop -m fast`.
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut c) = self.child.take() {
             stop(&mut c, Signal::SIGINT);
         }
@@ -234,6 +236,39 @@ impl PgServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Freezes the server and every backend (SIGSTOP), as a host that hangs instead of refusing:
+    /// connections stay open and the kernel accepts new ones, but nothing answers.
+    pub fn pause(&mut self) {
+        for pid in self.processes() {
+            let _ = kill(pid, Signal::SIGSTOP);
+        }
+        self.paused = true;
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&mut self) {
+        if std::mem::take(&mut self.paused) {
+            for pid in self.processes() {
+                let _ = kill(pid, Signal::SIGCONT);
+            }
+        }
+    }
+
+    /// The postmaster first (so that it forks no more), then its children, the backends.
+    fn processes(&self) -> Vec<Pid> {
+        let Some(root) = self.child.as_ref().map(|c| c.id() as i32) else { return Vec::new() };
+        let mut pids = vec![Pid::from_raw(root)];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // `pid (comm) state ppid …`, where comm may hold spaces and parentheses.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            if ppid == Some(root) {
+                pids.extend(entry.file_name().to_str().and_then(|p| p.parse().ok()).map(Pid::from_raw));
+            }
+        }
+        pids
     }
 }
 

@@ -123,7 +123,8 @@ impl Worker {
         let metrics = WorkerMetrics::register(&registry)?;
         let queue = ops::QueueGauges::register(&registry)?;
         let redis = Store::connect(&store.redis_url).await?;
-        let pool = db::connect(&store.database_url, store.database_max_connections).await?;
+        let pool =
+            db::connect(&store.database_url, store.database_max_connections, store.database_statement_timeout).await?;
         db::migrate(&pool).await?;
         let ops = Arc::new(ops::Ops::new(registry, queue, redis.clone(), pool.clone()));
         let retried = Default::default();
@@ -154,6 +155,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().housekeeping_loop(stop.clone()));
+        tasks.spawn(self.clone().fallback_loop(stop.clone()));
         // While one loop upserts, another claims, reads or acknowledges its batch in Redis.
         for _ in 0..2 * self.flush_concurrency.max(1) {
             tasks.spawn(self.clone().flush_loop(stop.clone()));
@@ -168,6 +170,20 @@ impl Worker {
         while !*stop.borrow() {
             if let Err(e) = self.housekeeping().await {
                 tracing::warn!(error = %e, "housekeeping failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Every second, tells Redis the versions PostgreSQL issued without it (see `fallback`); apart
+    /// from the housekeeping, so that neither waits on the other's store being down.
+    async fn fallback_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            if let Err(e) = wbc_core::fallback::apply_recorded(&self.store, &self.pool, self.pipeline.cache_ttl).await {
+                tracing::warn!(error = %e, "versions written without Redis not yet applied to it");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -250,7 +266,12 @@ impl Worker {
             self.metrics.leases_reaped.inc_by(reaped);
             tracing::warn!(keys = reaped, "reclaimed keys whose worker stopped holding its lease");
         }
-        self.watch_for_loss().await
+        // A pass makes a few calls in one transaction; a hung PostgreSQL must not stall the reaper.
+        let limit = 4 * db::call_limit(&self.pool);
+        match tokio::time::timeout(limit, self.watch_for_loss()).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "loss detection timed out").into()),
+        }
     }
 
     /// Renews a batch's lease every third of the lease time for as long as it is held; returns

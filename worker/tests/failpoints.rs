@@ -103,6 +103,20 @@ async fn drive(cell: &mut Cell, lane: &mut Lane) -> (Vec<String>, bool) {
     if let Err(q) = &drained {
         found.push(format!("stuck: not drained, queue {q}"));
     }
+    // Versions PostgreSQL issued without Redis reach Redis within a worker's round (the window the
+    // README gives); the cache is compared once they have.
+    let pool = lane.pool.clone();
+    let applied = move |_: &Cell, _| {
+        let pool = pool.clone();
+        async move {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM wbc_fallback_versions").fetch_one(&pool).await.ok()?;
+            (left == 0).then_some(())
+        }
+    };
+    if cell.until(Duration::from_secs(60), applied).await.is_none() {
+        found.push("versions issued without Redis never reached it".into());
+    }
     if cell.point.scenario == Scenario::RedisLoss {
         found.extend(cell.loss_reported().await.err());
     }

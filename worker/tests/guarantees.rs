@@ -282,7 +282,7 @@ async fn a_full_queue_writes_through_when_the_policy_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upserted_prices_are_the_values_postgresql_casts_from_float8() {
     let pg = wbc_core::testkit::PgServer::start();
-    let pool = wbc_core::db::connect(&pg.url(), 2).await.unwrap();
+    let pool = wbc_core::db::connect(&pg.url(), 2, std::time::Duration::from_secs(30)).await.unwrap();
     wbc_core::db::migrate(&pool).await.unwrap();
     // Halves of a cent, binary approximations on either side of them, and the extremes.
     let prices = [

@@ -44,15 +44,32 @@ pub fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The server of this test process, built and started on first use. `None` (and a printed reason)
-/// only when kube-apiserver cannot be built on this machine at all.
+/// The variable with which a person asks to skip the tests that need a kube-apiserver.
+pub const SKIP_VARIABLE: &str = "WBC_SKIP_K8S_TESTS";
+
+/// The server of this test process, built and started on first use. `None` only when a person
+/// asked to skip these tests (`WBC_SKIP_K8S_TESTS=1`): the skip is printed and recorded. A server
+/// that cannot be built or started fails the test.
 pub fn api_server() -> Option<&'static ApiServer> {
+    if std::env::var(SKIP_VARIABLE).is_ok_and(|v| v == "1") {
+        skipped(&format!("{SKIP_VARIABLE}=1 asks to skip the tests that need a kube-apiserver"));
+        return None;
+    }
     match SERVER.get_or_init(start_api_server) {
         Ok(server) => Some(server),
-        Err(reason) => {
-            eprintln!("SKIPPED: {reason}");
-            None
-        }
+        Err(reason) => panic!("{reason}; set {SKIP_VARIABLE}=1 to skip these tests on purpose"),
+    }
+}
+
+/// Prints a skip as `SKIPPED: …` and appends it to the file named by `WBC_SKIPPED_LOG`, where
+/// `make test` counts the skips of the run.
+pub fn skipped(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    eprintln!("SKIPPED: {test}: {reason}");
+    if let Ok(path) = std::env::var("WBC_SKIPPED_LOG") {
+        use std::io::Write;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+        let _ = file.and_then(|mut f| writeln!(f, "SKIPPED: {test}: {reason}"));
     }
 }
 

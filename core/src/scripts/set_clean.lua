@@ -1,18 +1,19 @@
 -- KEYS: product, dirty. ARGV: id, data, deleted, version, ttl ms.
--- Caches a value that PostgreSQL holds, unless Redis already has a newer one.
+-- Caches a value that PostgreSQL holds, unless Redis already has a newer one, or has issued a
+-- newer version (`vmax`): that write may be committed already (a write-through in progress, or a
+-- version PostgreSQL issued while Redis was down), so this value could be older than the row.
 -- Returns 1 when stored, 0 when a newer version was kept.
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+local cur = redis.call('HMGET', KEYS[1], 'version', 'vmax')
 local version = tonumber(ARGV[4])
-if current >= version then
+local vmax = tonumber(cur[2] or '0')
+if tonumber(cur[1] or '-1') >= version or vmax > version then
   return 0
 end
-local vmax = tonumber(redis.call('HGET', KEYS[1], 'vmax') or '0')
-local fields = {'data', ARGV[2], 'deleted', ARGV[3], 'version', ARGV[4]}
 if vmax < version then
-  table.insert(fields, 'vmax')
-  table.insert(fields, ARGV[4])
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', ARGV[4], 'vmax', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'data', ARGV[2], 'deleted', ARGV[3], 'version', ARGV[4])
 end
-redis.call('HSET', KEYS[1], unpack(fields))
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end

@@ -38,12 +38,16 @@ pub mod keys {
 }
 
 mod batch;
+mod clock;
 mod dead_letter;
+mod fence;
 mod loss;
+mod write;
 
 pub use batch::{Batch, Claimed, Settled, Value};
 pub use dead_letter::{DeadLetter, Replayed, Requeued, replay};
 pub use loss::Checkpoint;
+pub use write::WRITE_BUDGET;
 
 const VERSION_PRELUDE: &str = include_str!("../scripts/version.lua");
 const BATCH_PRELUDE: &str = include_str!("../scripts/batch.lua");
@@ -60,6 +64,7 @@ struct Scripts {
     renew: Script,
     checkpoint: Script,
     raise_floor: Script,
+    fence: Script,
 }
 
 impl Scripts {
@@ -78,6 +83,7 @@ impl Scripts {
             renew: batch(include_str!("../scripts/renew.lua")),
             checkpoint: Script::new(include_str!("../scripts/checkpoint.lua")),
             raise_floor: Script::new(include_str!("../scripts/raise_floor.lua")),
+            fence: Script::new(include_str!("../scripts/fence.lua")),
         }
     }
 }
@@ -110,6 +116,7 @@ pub struct Queued {
 pub struct Store {
     conn: ConnectionManager,
     scripts: std::sync::Arc<Scripts>,
+    clock: std::sync::Arc<clock::RedisClock>,
     /// Numbers this store's batches; with `instance`, unique across restarts of a worker that
     /// keeps its name and across a loss of Redis data, unlike a Redis counter.
     batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -142,10 +149,12 @@ impl Store {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        let clock = std::sync::Arc::new(clock::RedisClock::measure(&mut conn).await?);
         Ok(Self {
             conn,
             scripts: std::sync::Arc::new(Scripts::load()),
+            clock,
             batches: Default::default(),
             instance: rand::random(),
         })
@@ -159,50 +168,6 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
-    }
-
-    /// Stores a product (or a tombstone for `None`) and queues it for the worker.
-    /// `traceparent` ties the write to the flush that persists it.
-    pub async fn write(
-        &self,
-        id: &str,
-        input: Option<&ProductInput>,
-        capacity: u64,
-        traceparent: Option<&str>,
-    ) -> Result<Queued> {
-        let (data, deleted) = encode(input);
-        let reply: i64 = self
-            .scripts
-            .write
-            .key(keys::product(id))
-            .key(keys::DIRTY)
-            .key(keys::VERSION_FLOOR)
-            .key(keys::IN_FLIGHT)
-            .key(keys::SEQ)
-            .arg(id)
-            .arg(data)
-            .arg(deleted)
-            .arg(capacity)
-            .arg(traceparent.unwrap_or_default())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        // The version, negated when the write coalesced; 0 when the queue is full.
-        if reply == 0 {
-            return Err(Error::QueueFull { capacity });
-        }
-        Ok(Queued { version: reply.abs(), coalesced: reply < 0 })
-    }
-
-    /// Issues a version for a write that goes straight to PostgreSQL.
-    pub async fn reserve_version(&self, id: &str) -> Result<i64> {
-        let v: i64 = self
-            .scripts
-            .reserve
-            .key(keys::product(id))
-            .key(keys::VERSION_FLOOR)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(v)
     }
 
     /// Caches a record that PostgreSQL holds, unless Redis has a newer one. True when stored.
@@ -224,19 +189,21 @@ impl Store {
         Ok(stored == 1)
     }
 
-    /// The cached record of a key, tombstones included.
+    /// The cached record of a key, tombstones included. A queued value older than a version
+    /// PostgreSQL issued without Redis (see `fence`) is not served.
     pub async fn get(&self, id: &str) -> Result<Option<Record>> {
-        let (data, deleted, version): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+        type Fields = (Option<String>, Option<String>, Option<String>, Option<String>);
+        let (data, deleted, version, stale_below): Fields = redis::cmd("HMGET")
             .arg(keys::product(id))
-            .arg("data")
-            .arg("deleted")
-            .arg("version")
+            .arg(&["data", "deleted", "version", "stale_below"])
             .query_async(&mut self.conn.clone())
             .await?;
-        match (data, deleted, version) {
-            (Some(data), Some(deleted), Some(version)) => decode(id, &data, &deleted, &version).map(Some),
-            _ => Ok(None),
-        }
+        let (Some(data), Some(deleted), Some(version)) = (data, deleted, version) else {
+            return Ok(None);
+        };
+        let record = decode(id, &data, &deleted, &version)?;
+        let superseded = stale_below.and_then(|s| s.parse::<i64>().ok()).is_some_and(|s| record.version < s);
+        Ok((!superseded).then_some(record))
     }
 
     /// Sizes of the queue and the age of the oldest unpersisted write.

@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod proc;
+pub mod proxy;
 
 use std::{
     collections::HashMap,
@@ -38,24 +39,21 @@ impl Stack {
 
     pub async fn start_with_redis(redis: RedisServer, flags: &[(&str, &str)]) -> Self {
         let pg = PgServer::start();
-        let store = StoreArgs { redis_url: redis.url(), database_url: pg.url(), database_max_connections: 20 };
-        let (state, ops) = wbc_api::connect(&store, pipeline(flags)).await.expect("api connects");
-        let pool = state.pool.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api = format!("http://{}", listener.local_addr().unwrap());
-        let app = wbc_api::app(state, ops, Duration::from_secs(30));
-        let api_task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self {
-            redis,
-            pg,
-            api,
-            http: reqwest::Client::new(),
-            pool,
-            flags: flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            api_task,
-        }
+        let flags: Vec<(String, String)> = flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (api, pool, api_task) = serve_api(&store_args(&redis, &pg), &flags).await;
+        Self { redis, pg, api, http: reqwest::Client::new(), pool, flags, api_task }
+    }
+
+    /// The stores as the stack's own API reaches them; a test may change a field for another API.
+    pub fn store_args(&self) -> StoreArgs {
+        store_args(&self.redis, &self.pg)
+    }
+
+    /// Another API process of the same deployment (in-process, with the stack's flags), as a second
+    /// pod would be; it stops when the handle drops.
+    pub async fn another_api(&self, store: &StoreArgs) -> OtherApi {
+        let (url, _, task) = serve_api(store, &self.flags).await;
+        OtherApi { url, task }
     }
 
     pub fn spawn_worker(&self, name: &str) -> WorkerProc {
@@ -101,6 +99,44 @@ impl Stack {
                 .await
                 .unwrap();
         rows.into_iter().map(|(id, v, n, q, d)| (id, (v, n, q as i64, d))).collect()
+    }
+}
+
+fn store_args(redis: &RedisServer, pg: &PgServer) -> StoreArgs {
+    StoreArgs {
+        redis_url: redis.url(),
+        database_url: pg.url(),
+        database_max_connections: 20,
+        database_statement_timeout: Duration::from_secs(30),
+    }
+}
+
+async fn serve_api(
+    store: &StoreArgs,
+    flags: &[(String, String)],
+) -> (String, wbc_core::PgPool, tokio::task::JoinHandle<()>) {
+    let flags: Vec<(&str, &str)> = flags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (state, ops) = wbc_api::connect(store, pipeline(&flags)).await.expect("api connects");
+    let pool = state.pool.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = wbc_api::app(state, ops, Duration::from_secs(30));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, pool, task)
+}
+
+/// An API besides the stack's own, stopped on drop.
+pub struct OtherApi {
+    /// Its base URL, like `Stack::api`.
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OtherApi {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

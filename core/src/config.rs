@@ -16,11 +16,6 @@ pub struct StoreArgs {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
-    /// Longest a PostgreSQL call may take, e.g. 30s: a statement, or opening a connection. A
-    /// database that hangs instead of refusing then fails the call (503, or a retried flush).
-    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "30s",
-          value_parser = duration_in(Duration::from_millis(100), Duration::from_secs(3600)))]
-    pub database_statement_timeout: Duration,
 }
 
 /// A clap parser for a human duration (`500ms`, `2s`, `1m`) within `[min, max]`.
@@ -48,28 +43,5 @@ pub fn float_in(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Cl
             return Err(format!("{raw} is out of range {min}..={max}"));
         }
         Ok(v)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    #[test]
-    fn the_database_statement_timeout_defaults_to_30s_and_is_bounded() {
-        #[derive(Parser)]
-        struct StoreCli {
-            #[command(flatten)]
-            store: StoreArgs,
-        }
-        let parse = |args: &[&str]| StoreCli::try_parse_from(std::iter::once("wbc").chain(args.iter().copied()));
-        assert_eq!(parse(&[]).unwrap().store.database_statement_timeout, Duration::from_secs(30));
-        for bad in ["0s", "50ms", "2h", "soon"] {
-            let err =
-                parse(&["--database-statement-timeout", bad]).err().unwrap_or_else(|| panic!("{bad} was accepted"));
-            assert!(err.to_string().contains("--database-statement-timeout"), "{bad}: {err}");
-        }
     }
 }

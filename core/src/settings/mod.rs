@@ -74,6 +74,12 @@ pub struct Settings {
     #[serde(with = "duration")]
     #[schemars(with = "String", regex(pattern = duration::PATTERN))]
     pub cache_ttl: Duration,
+    /// Longest a PostgreSQL call may take, e.g. 30s: a statement, or opening a connection. A database that
+    /// hangs instead of refusing then fails the call: 503, or a retried flush (100ms to 1h).
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = Self::DATABASE_STATEMENT_TIMEOUT)]
+    #[serde(with = "duration")]
+    #[schemars(with = "String", regex(pattern = duration::PATTERN))]
+    pub database_statement_timeout: Duration,
     /// Simulated database failures, for the failure exercises.
     #[command(flatten)]
     pub failure_simulation: FailureSimulation,
@@ -131,13 +137,14 @@ impl Settings {
     const QUEUE_CAPACITY: Within<u64> = Within::new(1, 100_000_000);
     const LEASE_TIMEOUT: Within<Duration> = Within::new(Duration::from_millis(100), HOUR);
     const CACHE_TTL: Within<Duration> = Within::new(Duration::from_secs(1), Duration::from_secs(30 * 86_400));
+    const DATABASE_STATEMENT_TIMEOUT: Within<Duration> = Within::new(Duration::from_millis(100), HOUR);
     const FAILURE_RATE: Within<f64> = Within::new(0.0, 1.0);
 
     /// Each bounded setting's typed value against its range, by the setting's clap id. The binaries'
     /// parsers applied these already; a resource's spec reaches the controller through serde, and the
     /// CRD's schema cannot bound a duration.
-    fn range_checks(&self) -> [(&'static str, Result<(), String>); 10] {
-        [
+    fn range_checks(&self) -> Vec<(&'static str, Result<(), String>)> {
+        vec![
             ("flush_interval", Self::FLUSH_INTERVAL.check(self.flush_interval)),
             ("batch_size", Self::BATCH_SIZE.check(self.batch_size)),
             ("max_retries", Self::MAX_RETRIES.check(self.max_retries)),
@@ -147,6 +154,7 @@ impl Settings {
             ("queue_capacity", Self::QUEUE_CAPACITY.check(self.queue_capacity)),
             ("lease_timeout", Self::LEASE_TIMEOUT.check(self.lease_timeout)),
             ("cache_ttl", Self::CACHE_TTL.check(self.cache_ttl)),
+            ("database_statement_timeout", Self::DATABASE_STATEMENT_TIMEOUT.check(self.database_statement_timeout)),
             ("rate", Self::FAILURE_RATE.check(self.failure_simulation.rate)),
         ]
     }

@@ -84,6 +84,22 @@ fn bad_environment_values_are_refused_by_name() {
 }
 
 #[test]
+fn the_database_statement_timeout_defaults_to_30s_is_bounded_and_travels_from_the_resource_to_the_binaries() {
+    assert_eq!(parse(&[]).unwrap().settings.database_statement_timeout, Duration::from_secs(30));
+    for bad in ["0s", "50ms", "2h", "soon"] {
+        let err = parse(&["--database-statement-timeout", bad]).err().unwrap_or_else(|| panic!("{bad} was accepted"));
+        assert!(err.to_string().contains("--database-statement-timeout"), "{bad}: {err}");
+    }
+    let err = spec(json!({"databaseStatementTimeout": "50ms"})).validate().unwrap_err();
+    assert!(err.to_string().contains("DATABASE_STATEMENT_TIMEOUT"), "{err}");
+    // from the resource, through the ConfigMap, to the binaries
+    let env = spec(json!({"databaseStatementTimeout": "5s"})).validate().unwrap().to_env();
+    assert_eq!(env["DATABASE_STATEMENT_TIMEOUT"], "5s");
+    let read = PipelineArgs::from_env(env.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+    assert_eq!(read.database_statement_timeout, Duration::from_secs(5));
+}
+
+#[test]
 fn initial_delay_longer_than_max_is_refused() {
     let err = parse(&["--retry-initial-delay", "10s", "--retry-max-delay", "1s"]).unwrap().validate().unwrap_err();
     assert!(err.to_string().contains("RETRY_INITIAL_DELAY"), "{err}");
@@ -149,6 +165,7 @@ fn admin_config_shows_every_setting_flat_as_it_always_has() {
         r#"{"mode":"write-behind","flush_interval":"1s","batch_size":500,"max_retries":3,"#,
         r#""retry_initial_delay":"100ms","retry_max_delay":"30s","retry_multiplier":2.0,"queue_capacity":100000,"#,
         r#""overflow_policy":"reject","redis_down_policy":"reject","lease_timeout":"30s","cache_ttl":"1h","#,
+        r#""database_statement_timeout":"30s","#,
         r#""simulate_db_failure":false,"failure_rate":0.1,"failure_kind":"transient"}"#
     );
     assert_eq!(shown, before);

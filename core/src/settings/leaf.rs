@@ -48,7 +48,7 @@ pub(crate) fn defaults() -> &'static Settings {
     &MODEL.defaults
 }
 
-/// `args` with every environment variable unread, so that only what is passed counts.
+/// The command of `A` with no variable attached to its arguments, so that only what is passed counts.
 pub(crate) fn ignoring_env<A: Args>() -> Command {
     A::augment_args(Command::new("wbc").no_binary_name(true)).mut_args(|arg| arg.env(None::<&str>))
 }

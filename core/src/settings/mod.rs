@@ -3,7 +3,8 @@
 //! environment variable (clap's) and its field of the `WriteBehindCache` spec (serde's, camelCase).
 //! The binaries read it with clap, the controller's resource embeds it with serde, the CRD's schema
 //! comes from schemars, and the ConfigMap, `/admin/config` and the checks follow from the same
-//! declaration ([`leaf`]). A new setting is a new field here and the code that uses it.
+//! declaration ([`leaf`]). A new setting is a new field here (with its range among the consts below and
+//! in `range_checks`, if it has one) and the code that uses it.
 //!
 //! The documentation names enum values as the resource spells them (`WriteBehind`); `--help` lists the
 //! environment's spelling (`write-behind`) next to it.
@@ -23,7 +24,7 @@ mod within;
 
 pub use kinds::{FailureKind, OverflowPolicy, RedisDownPolicy, WriteMode};
 pub use pipeline::{Pipeline, PipelineArgs};
-pub use within::Within;
+use within::Within;
 
 const MS: Duration = Duration::from_millis(1);
 const HOUR: Duration = Duration::from_secs(3600);

@@ -49,12 +49,17 @@ impl Serialize for Pipeline {
 
 impl Args for PipelineArgs {
     fn augment_args(cmd: Command) -> Command {
-        Settings::augment_args(cmd).arg(
+        // `--write-mode <WRITE_MODE>` in --help, rather than clap's `<MODE>` from the field's name
+        let named = leaf::leaves().iter().fold(Settings::augment_args(cmd), |cmd, leaf| {
+            cmd.mut_arg(&leaf.id, |arg| arg.value_name(leaf.env.as_str()))
+        });
+        named.arg(
             Arg::new(LEGACY_ID)
                 .long("write-behind-enabled")
                 .env(LEGACY_ENV)
+                .value_name(LEGACY_ENV)
                 .value_parser(BoolishValueParser::new())
-                .help("Legacy switch: false means write-through. WRITE_MODE wins where both are set and agree."),
+                .help("Legacy switch: false means write-through. WRITE_MODE wins where both are set and agree"),
         )
     }
 

@@ -5,7 +5,8 @@
 #                               chart with charts/wbc/ci/kind-values.yaml; prints the URLs
 #   scripts/kind/kind.sh e2e [pytest args]
 #                               cluster and images, then the end-to-end suite (tests/e2e), which installs
-#                               and removes its own release; the release of `up` is removed first
+#                               and removes its own release; the release of `up` is removed first;
+#                               needs cargo too, for wbc-verify (scripts/build-verify.sh)
 #   scripts/kind/kind.sh down   deletes the cluster
 # WBC_KIND_NAME (default wbc), WBC_NAMESPACE (default wbc) and WBC_TAG (default dev) change the names.
 set -euo pipefail
@@ -58,6 +59,7 @@ URLS
 }
 
 e2e() {
+  need cargo
   cluster
   images
   if command -v helm >/dev/null && helm status wbc --namespace "$namespace" >/dev/null 2>&1; then
@@ -65,10 +67,11 @@ e2e() {
     # the kept CRD still names that release; the suite's release (namespace wbc-e2e) installs its own
     kubectl delete crd writebehindcaches.wbc.dev --ignore-not-found
   fi
-  local venv
+  local venv verify
   venv=$(scripts/chart/venv.sh)
+  verify=$(scripts/build-verify.sh)  # judges the load tests' writes
   KUBECONFIG=$(mktemp) && kind get kubeconfig --name "$name" > "$KUBECONFIG" && export KUBECONFIG
-  WBC_E2E_VALUES=charts/wbc/ci/kind-e2e-values.yaml WBC_E2E_API_URL=http://localhost:8000 \
+  WBC_VERIFY=$verify WBC_E2E_VALUES=charts/wbc/ci/kind-e2e-values.yaml WBC_E2E_API_URL=http://localhost:8000 \
     WBC_E2E_API_IMAGE="wbc-api:$tag" WBC_E2E_WORKER_IMAGE="wbc-worker:$tag" WBC_E2E_CONTROLLER_IMAGE="wbc-controller:$tag" \
     PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -p no:cacheprovider -s -v tests/e2e "$@"
 }

@@ -10,6 +10,8 @@ e2e-kind` for kind):
                              kind-config.yaml's mapping of the node port 30800)
   WBC_E2E_NAMESPACE          the namespace of the release (default wbc-e2e; created and deleted)
   WBC_E2E_KEEP=1             leave the release installed after a failure, to look at it
+  WBC_VERIFY                 the wbc-verify binary that judges the load tests' writes (required by
+                             test_0_verdict, test_3_mode_switch and test_4_chaos; scripts/build-verify.sh)
   WBC_CHAOS_DURATION, WBC_CHAOS_INTERVAL, WBC_CHAOS_WRITERS, WBC_CHAOS_KEYS, WBC_CHAOS_RATE
                              the size of the pod-kill chaos (test_4_chaos.py)
 """

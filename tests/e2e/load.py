@@ -1,23 +1,21 @@
-"""A steady mixed write load through the API's Service that records every acknowledged write, and the
-check of those writes against PostgreSQL (the same ledger and verdict as worker/tests/chaos.rs)."""
+"""A steady mixed write load through the API's Service that records every write in a ledger, and the
+verdict on those writes, which `wbc-verify` reaches with the rules of wbc-core's testkit (the same
+as worker/tests/chaos.rs): this file records and dumps, it never judges."""
 from __future__ import annotations
 
 import collections
 import http.client
 import json
+import os
 import random
+import subprocess
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 HOT_KEYS = 20
-
-
-@dataclass
-class KeyLog:
-    acked: tuple[int, tuple | None] | None = None  # (version, fields or None for a delete)
-    unsure: list = field(default_factory=list)  # failed writes that may still have been applied
 
 
 @dataclass
@@ -26,25 +24,34 @@ class Failure:
     reason: str
 
 
+def as_fields(fields: tuple | None) -> dict | None:
+    """A write's (name, price, quantity) as the ledger spells it; None for a delete."""
+    if fields is None:
+        return None
+    name, price, quantity = fields
+    return {"name": name, "price": price, "quantity": quantity}
+
+
 class Ledger:
+    """Every write of a load with an id, as the JSON lines that `wbc-verify --ledger` reads: the
+    acknowledged ones with their versions, and the failed ones, which may still have been applied."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.keys: dict[str, KeyLog] = {}
+        self.entries: list[dict] = []
         self.acked = 0
         self.failures: list[Failure] = []
 
     def ack(self, id_: str, version: int, fields: tuple | None) -> None:
         with self.lock:
             self.acked += 1
-            log = self.keys.setdefault(id_, KeyLog())
-            if log.acked is None or version > log.acked[0]:
-                log.acked = (version, fields)
+            self.entries.append({"outcome": "acked", "id": id_, "version": version, "fields": as_fields(fields)})
 
     def fail(self, id_: str | None, fields: tuple | None, reason: str) -> None:
         with self.lock:
             self.failures.append(Failure(time.monotonic(), reason))
             if id_ is not None:
-                self.keys.setdefault(id_, KeyLog()).unsure.append(fields)
+                self.entries.append({"outcome": "unsure", "id": id_, "fields": as_fields(fields), "reason": reason})
 
     def failures_between(self, start: float, end: float) -> list[Failure]:
         with self.lock:
@@ -53,6 +60,10 @@ class Ledger:
     def failure_reasons(self) -> dict[str, int]:
         with self.lock:
             return dict(collections.Counter(f.reason for f in self.failures))
+
+    def write(self, path: Path) -> None:
+        with self.lock:
+            path.write_text("".join(json.dumps(e) + "\n" for e in self.entries))
 
 
 class Load:
@@ -142,65 +153,54 @@ class Load:
         return conn
 
 
+def verifier() -> str:
+    """The `wbc-verify` binary that $WBC_VERIFY names (scripts/k8s/e2e.sh and scripts/kind/kind.sh build it
+    and set it); without it there is no verdict, so the test fails rather than skips."""
+    exe = os.environ.get("WBC_VERIFY", "")
+    if not exe:
+        raise AssertionError("WBC_VERIFY is not set: it names the wbc-verify binary (`cargo build -p wbc-worker "
+                             "--features testkit --bin wbc-verify`; scripts/k8s/e2e.sh builds and sets it)")
+    if not os.access(exe, os.X_OK):
+        raise AssertionError(f"WBC_VERIFY={exe!r} is not an executable file: build it with `cargo build -p "
+                             "wbc-worker --features testkit --bin wbc-verify`")
+    return exe
+
+
 @dataclass
 class Verdict:
-    checked: int = 0
-    lost: list = field(default_factory=list)
-    corrupt: list = field(default_factory=list)
-    unacked_applied: int = 0
-    in_dead_letters: int = 0
+    """What `wbc-verify` found: its JSON verdict, and its summary for people."""
+    json: dict
+    summary: str
 
-    def summary(self) -> str:
-        return (f"checked {self.checked} keys: lost {len(self.lost)}, older-over-newer or corrupt "
-                f"{len(self.corrupt)}, unacknowledged-but-applied {self.unacked_applied}, "
-                f"dead-lettered {self.in_dead_letters}")
+    @property
+    def holds(self) -> bool:
+        return self.json["holds"]
 
-
-def holds(row: tuple, fields: tuple | None) -> bool:
-    name, price, quantity, _version, deleted = row
-    if fields is None:
-        return deleted
-    want_name, want_price, want_quantity = fields
-    return not deleted and name == want_name and abs(price - want_price) < 0.005 and quantity == want_quantity
+    @property
+    def violations(self) -> list[str]:
+        return self.json["violations"]
 
 
-def judge(ledger: Ledger, rows: dict[str, tuple], dead_letters: dict[str, list[int]]) -> Verdict:
-    """Sorts every acknowledged key into ok, lost, corrupt (an older or foreign value over the
-    acknowledged one), dead-lettered, or overwritten by a write whose answer was lost."""
-    v = Verdict()
-    for id_, log in ledger.keys.items():
-        if log.acked is None:
-            continue
-        v.checked += 1
-        version, fields = log.acked
-        row = rows.get(id_)
-        if row and row[3] == version and holds(row, fields):
-            continue
-        if row and row[3] == version:
-            v.corrupt.append(f"{id_}: acked v{version} {fields}, row {row}")
-        elif row and row[3] > version and any(holds(row, f) for f in log.unsure):
-            v.unacked_applied += 1
-        elif row and row[3] > version:
-            v.corrupt.append(f"{id_}: acked v{version}, newer row of no write {row}")
-        elif any(dv >= version for dv in dead_letters.get(id_, [])):
-            v.in_dead_letters += 1
-        else:
-            v.lost.append(f"{id_}: acked v{version} {fields}, row {row}")
-    return v
-
-
-def verify(cluster, ledger: Ledger) -> Verdict:
-    """Reads every product row and every dead letter, and judges the ledger against them."""
-    rows = {}
-    for id_, name, price, quantity, version, deleted in cluster.psql(
-            "SELECT id, name, price::float8, quantity, version, deleted FROM products"):
-        rows[id_] = (name, float(price), int(quantity), int(version), deleted == "t")
-    status, body = cluster.http("GET", "/admin/dlq?limit=10000")
-    assert status == 200, f"GET /admin/dlq answered {status}: {body}"
-    dead_letters: dict[str, list[int]] = {}
-    for d in body["dead_letters"]:
-        dead_letters.setdefault(d["id"], []).append(d["version"])
-    return judge(ledger, rows, dead_letters)
+def verify(cluster, ledger: Ledger, workdir: Path) -> Verdict:
+    """Dumps into `workdir` the ledger, every product row (through psql, with the query `wbc-verify`
+    prints) and every dead letter (GET /admin/dlq), and has `wbc-verify` judge them."""
+    exe = verifier()
+    query = subprocess.run([exe, "--rows-query"], capture_output=True, text=True, check=True, timeout=30).stdout
+    rows = cluster.psql(query.strip())
+    status, listing = cluster.http("GET", "/admin/dlq?limit=10000")
+    assert status == 200, f"GET /admin/dlq answered {status}: {listing}"
+    files = {"--ledger": workdir / "ledger.jsonl", "--rows": workdir / "rows.jsonl",
+             "--dead-letters": workdir / "dead-letters.json"}
+    ledger.write(files["--ledger"])
+    files["--rows"].write_text("".join(row[0] + "\n" for row in rows))
+    files["--dead-letters"].write_text(json.dumps(listing))
+    args = [exe] + [str(a) for pair in files.items() for a in pair]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    if done.returncode not in (0, 1):
+        raise AssertionError(f"wbc-verify could not judge (exit {done.returncode}, files in {workdir}): {done.stderr}")
+    verdict = Verdict(json.loads(done.stdout), done.stderr.strip())
+    assert verdict.holds == (done.returncode == 0), f"wbc-verify exit {done.returncode} disagrees with {verdict.json}"
+    return verdict
 
 
 def wait_drained(cluster, timeout: float = 180) -> float:

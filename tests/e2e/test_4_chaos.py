@@ -44,7 +44,7 @@ def kill(cluster: Cluster, component: str, rng: random.Random) -> tuple[str, flo
     return name, time.monotonic() - began
 
 
-def test_killing_pods_under_load_loses_no_acknowledged_write(release, cluster: Cluster):
+def test_killing_pods_under_load_loses_no_acknowledged_write(release, cluster: Cluster, tmp_path):
     duration, interval = size("DURATION", 60), size("INTERVAL", 8)
     writers, keys, rate = size("WRITERS", 4), size("KEYS", 300), size("RATE", 200)
     rng = random.Random(int(os.environ.get("WBC_CHAOS_SEED", "7")))
@@ -60,14 +60,13 @@ def test_killing_pods_under_load_loses_no_acknowledged_write(release, cluster: C
             time.sleep(interval)
     reasons = load.ledger.failure_reasons()
     drain = wait_drained(cluster, timeout=300)
-    verdict = verify(cluster, load.ledger)
+    verdict = verify(cluster, load.ledger, tmp_path)
     log(f"chaos: {len(faults)} pods killed in {duration} s with {writers} writers over {keys} keys")
     for component in TARGETS:
         times = [s for c, _, s in faults if c == component]
         if times:
             log(f"  {component:<11} killed {len(times)}x, recovered in {', '.join(f'{t:.1f}' for t in times)} s")
     log(f"  writes acknowledged {load.ledger.acked}, failed {sum(reasons.values())} {reasons}")
-    log(f"  queue drained {drain:.1f} s after the load; {verdict.summary()}")
-    assert load.ledger.acked > 0
-    assert not verdict.lost, f"{len(verdict.lost)} acknowledged writes lost: {verdict.lost[:10]}"
-    assert not verdict.corrupt, f"{len(verdict.corrupt)} keys hold an older or foreign value: {verdict.corrupt[:10]}"
+    log(f"  queue drained {drain:.1f} s after the load")
+    log(f"wbc-verify: {verdict.summary}")
+    assert verdict.holds, verdict.violations

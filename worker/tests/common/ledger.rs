@@ -1,7 +1,7 @@
-//! The ledger of a load over HTTP: every write the API acknowledged (2xx, with its version) and
-//! every write whose outcome is unknown; and the verdict that checks PostgreSQL against it.
+//! Writes over HTTP recorded in the shared ledger of `wbc_core::testkit`, and the verdict on them
+//! from the live PostgreSQL and Redis: the rules themselves live in `wbc_core::testkit::verdict`.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -10,53 +10,46 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use wbc_core::testkit::{evidence, ledger, verdict};
+pub use wbc_core::testkit::{
+    evidence::{DeadLetters, Rows},
+    ledger::{Fields, Write},
+    verdict::Verdict,
+};
 
-/// What one write carried: name, price and quantity, or `None` for a delete.
-pub type Fields = Option<(String, f64, i64)>;
-/// A PostgreSQL row: name, price, quantity, version, deleted.
-pub type Row = (String, f64, i32, i64, bool);
-
-/// Per key: the acknowledged writes with their versions, and failed writes that may still have
-/// been applied (the API can die, or fail, after Redis or PostgreSQL took the write).
-#[derive(Default)]
-pub struct KeyLog {
-    pub acked: Vec<(i64, Fields)>,
-    pub unsure: Vec<Fields>,
-}
-
-impl KeyLog {
-    /// The acknowledged write with the highest version.
-    pub fn latest(&self) -> Option<&(i64, Fields)> {
-        self.acked.iter().max_by_key(|(v, _)| *v)
-    }
-}
-
-/// Every write of a load, by key, and the reasons of the failed ones.
+/// The ledger of a load shared by its writers, with the reasons of the failed writes.
 #[derive(Default)]
 pub struct Ledger {
-    pub keys: Mutex<HashMap<String, KeyLog>>,
+    writes: Mutex<ledger::Ledger>,
+    /// Acknowledged writes, readable without the lock while writers run.
     pub acked: AtomicU64,
+    /// Failed writes by reason, those without an id included.
     pub failed: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Ledger {
     /// Records an acknowledged write.
-    pub fn ack(&self, id: &str, version: i64, fields: Fields) {
+    pub fn ack(&self, id: &str, version: i64, fields: Write) {
         self.acked.fetch_add(1, Relaxed);
-        self.keys.lock().unwrap().entry(id.to_owned()).or_default().acked.push((version, fields));
+        self.writes.lock().unwrap().record(ledger::Entry::Acked { id: id.to_owned(), version, fields });
     }
 
     /// Records a failed write, which may still have been applied.
-    pub fn fail(&self, id: Option<&str>, fields: Fields, reason: String) {
-        *self.failed.lock().unwrap().entry(reason).or_default() += 1;
+    pub fn fail(&self, id: Option<&str>, fields: Write, reason: String) {
+        *self.failed.lock().unwrap().entry(reason.clone()).or_default() += 1;
         if let Some(id) = id {
-            self.keys.lock().unwrap().entry(id.to_owned()).or_default().unsure.push(fields);
+            self.writes.lock().unwrap().record(ledger::Entry::Unsure { id: id.to_owned(), fields, reason });
         }
+    }
+
+    /// Checks every acknowledged write against `rows` and `dead_letters`.
+    pub fn judge(&self, rows: &Rows, dead_letters: &DeadLetters) -> Verdict {
+        verdict::judge(&self.writes.lock().unwrap(), rows, dead_letters)
     }
 
     /// Every key written, acknowledged or not.
     pub fn ids(&self) -> Vec<String> {
-        self.keys.lock().unwrap().keys().cloned().collect()
+        self.writes.lock().unwrap().keys.keys().cloned().collect()
     }
 }
 
@@ -66,9 +59,8 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 }
 
 /// Sends a create (no id), a replace or a delete (no fields), and records the outcome.
-pub async fn write(http: &reqwest::Client, api: &str, id: Option<&str>, fields: Fields, ledger: &Ledger) -> bool {
-    let body =
-        |(name, price, quantity): &(String, f64, i64)| json!({"name": name, "price": price, "quantity": quantity});
+pub async fn write(http: &reqwest::Client, api: &str, id: Option<&str>, fields: Write, ledger: &Ledger) -> bool {
+    let body = |f: &Fields| json!({"name": f.name, "price": f.price, "quantity": f.quantity});
     let request = match (id, &fields) {
         (None, Some(f)) => http.post(format!("{api}/products")).json(&body(f)),
         (Some(id), Some(f)) => http.put(format!("{api}/products/{id}")).json(&body(f)),
@@ -95,97 +87,17 @@ pub async fn write(http: &reqwest::Client, api: &str, id: Option<&str>, fields: 
     }
 }
 
-/// What PostgreSQL holds against the ledger.
-#[derive(Default)]
-pub struct Verdict {
-    /// Keys with an acknowledged write.
-    pub checked: usize,
-    /// Keys whose latest acknowledged write is neither in PostgreSQL nor dead-lettered.
-    pub lost: Vec<String>,
-    /// Keys whose row is newer than the latest acknowledged write but holds an older one.
-    pub older_over_newer: Vec<String>,
-    /// Keys whose row holds a value no write carried at its version.
-    pub corrupt: Vec<String>,
-    /// Acknowledged keys resolved by a dead letter of that version or a newer one.
-    pub in_dead_letters: usize,
-    /// Keys whose row holds a newer write that was not acknowledged (it may still apply).
-    pub unacked_applied: usize,
-    /// Records in the dead-letter list.
-    pub dead_letters: usize,
-}
-
-impl Verdict {
-    /// The guarantees broken, one short phrase each; empty when all hold.
-    pub fn violations(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut add = |what: &str, keys: &[String]| {
-            if !keys.is_empty() {
-                out.push(format!("{what} {} (e.g. {})", keys.len(), keys[0]));
-            }
-        };
-        add("lost", &self.lost);
-        add("older-over-newer", &self.older_over_newer);
-        add("corrupt", &self.corrupt);
-        out
-    }
-}
-
-/// Whether `row` holds what a write carried.
-pub fn holds(row: &Row, fields: &Fields) -> bool {
-    match fields {
-        None => row.4,
-        Some((name, price, quantity)) => {
-            !row.4 && row.0 == *name && (row.1 - price).abs() < 0.005 && i64::from(row.2) == *quantity
-        }
-    }
-}
-
-/// Sorts one acknowledged key into ok, lost, older-over-newer, corrupt, dead-lettered or
-/// overwritten by a newer write that was not acknowledged.
-pub fn judge(v: &mut Verdict, id: &str, log: &KeyLog, row: Option<&Row>, dlq: &HashMap<String, Vec<i64>>) {
-    let Some((version, fields)) = log.latest() else { return };
-    v.checked += 1;
-    let older_acked = |r: &Row| log.acked.iter().any(|(av, f)| av < version && holds(r, f));
-    match row {
-        Some(r) if r.3 == *version && holds(r, fields) => {}
-        Some(r) if r.3 == *version => v.corrupt.push(format!("{id}: acked v{version} {fields:?}, row {r:?}")),
-        Some(r) if r.3 > *version && log.unsure.iter().any(|f| holds(r, f)) => v.unacked_applied += 1,
-        Some(r) if r.3 > *version && older_acked(r) => {
-            v.older_over_newer.push(format!("{id}: acked v{version} {fields:?}, row {r:?} holds an older write"))
-        }
-        Some(r) if r.3 > *version => v.corrupt.push(format!("{id}: acked v{version}, newer row of no write {r:?}")),
-        _ if dlq.get(id).is_some_and(|vs| vs.iter().any(|dv| dv >= version)) => v.in_dead_letters += 1,
-        _ => v.lost.push(format!("{id}: acked v{version} {fields:?}, row {row:?}")),
-    }
-}
-
 /// Every row PostgreSQL holds, by id.
-pub async fn rows(pool: &sqlx::PgPool) -> HashMap<String, Row> {
-    let rows: Vec<(String, String, f64, i32, i64, bool)> =
-        sqlx::query_as("SELECT id, name, price::float8, quantity, version, deleted FROM products")
-            .fetch_all(pool)
-            .await
-            .unwrap();
-    rows.into_iter().map(|(id, n, p, q, v, d)| (id, (n, p, q, v, d))).collect()
+pub async fn rows(pool: &sqlx::PgPool) -> Rows {
+    evidence::rows(pool).await.expect("products read")
 }
 
-/// The versions in the dead-letter list, by id.
-pub async fn dead_letters(store: &wbc_core::Store) -> HashMap<String, Vec<i64>> {
-    let mut dlq: HashMap<String, Vec<i64>> = HashMap::new();
-    for (raw, d) in store.dead_letters(None).await.expect("dead letters decode") {
-        assert!(!d.error.is_empty(), "a dead letter without its reason: {raw}");
-        dlq.entry(d.id).or_default().push(d.version);
-    }
-    dlq
+/// The dead-letter list.
+pub async fn dead_letters(store: &wbc_core::Store) -> DeadLetters {
+    DeadLetters::read(store).await.expect("dead letters decode")
 }
 
 /// Checks every acknowledged write against PostgreSQL and the dead-letter list.
 pub async fn verify(pool: &sqlx::PgPool, store: &wbc_core::Store, ledger: &Ledger) -> Verdict {
-    let rows = rows(pool).await;
-    let dlq = dead_letters(store).await;
-    let mut v = Verdict { dead_letters: dlq.values().map(Vec::len).sum(), ..Verdict::default() };
-    for (id, log) in ledger.keys.lock().unwrap().iter() {
-        judge(&mut v, id, log, rows.get(id), &dlq);
-    }
-    v
+    ledger.judge(&rows(pool).await, &dead_letters(store).await)
 }

@@ -10,7 +10,7 @@ use std::{
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::common::ledger::{Fields, Ledger, client, write};
+use crate::common::ledger::{Fields, Ledger, Write, client, write};
 
 /// Keys the load writes, more than the queue's capacity.
 pub const KEYS: usize = 20;
@@ -138,7 +138,7 @@ pub fn start_load(api: String, ledger: Arc<Ledger>, writes: u64, first: u64, poi
                 let roll = rng.random_range(0..100);
                 let name =
                     if poison && roll >= 85 { format!("{POISON_PREFIX}-w{w}-{seq}") } else { format!("w{w}-{seq}") };
-                let fields: Fields = (roll >= 15).then(|| (name, (seq % 1000) as f64 / 100.0, seq as i64));
+                let fields: Write = (roll >= 15).then(|| Fields::new(name, (seq % 1000) as f64 / 100.0, seq as i64));
                 if !write(&http, &api, Some(&id), fields, &ledger).await {
                     // The API may be restarting after a crash: give it a moment.
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,5 +1,10 @@
 //! Real Redis and PostgreSQL servers on loopback ports, in temporary directories, for tests.
 //! Each server stops when its handle drops, and dies with the thread that started it.
+//! The chaos verdict lives here too, so that the Rust tests and `wbc-verify` share one copy.
+pub mod evidence;
+pub mod ledger;
+pub mod verdict;
+
 use std::{
     net::{TcpListener, TcpStream},
     os::unix::process::CommandExt,
@@ -13,6 +18,12 @@ use nix::{
     unistd::{Pid, User, chown, geteuid},
 };
 use tempfile::TempDir;
+
+/// Parses a file of evidence; an error names the file, since a verdict reads several.
+fn read_file<T>(path: &Path, parse: impl FnOnce(&str) -> crate::Result<T>) -> crate::Result<T> {
+    let named = |reason: String| crate::Error::invalid(path.display().to_string(), reason);
+    parse(&std::fs::read_to_string(path).map_err(|e| named(e.to_string()))?).map_err(|e| named(e.to_string()))
+}
 
 /// A free loopback port.
 pub fn free_port() -> u16 {

@@ -2,6 +2,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/wbc-target
 CARGO ?= cargo
 CHART_CRD := charts/wbc/templates/crds/writebehindcache.yaml
+PIPELINE_ENV := charts/wbc/files/pipeline-env.yaml
 
 .PHONY: run test lint fmt build deps clean chaos failpoints k8s-apiserver crds chart-test bench bench-deps e2e chaos-k8s \
 	kind-up kind-down e2e-kind chaos-kind
@@ -45,10 +46,13 @@ fmt:
 k8s-apiserver:
 	[ "$${WBC_SKIP_K8S_TESTS:-}" = 1 ] || ./scripts/k8s-apiserver.sh build
 
-# Regenerates the CRD (manifests/ and the chart's copy) from the Rust types; a test fails when they drift.
+# Regenerates the CRD (manifests/ and the chart's copy) and the chart's list of pipeline variables from the
+# Rust types; a test fails when they drift. Then scripts/chart/render.sh derives the chart's `cache` values,
+# their schema and the README's table from the CRD.
 crds:
 	$(CARGO) run -q -p wbc-controller --bin crdgen > manifests/crd.yaml.tmp && mv manifests/crd.yaml.tmp manifests/crd.yaml
 	$(CARGO) run -q -p wbc-controller --bin crdgen -- --chart > $(CHART_CRD).tmp && mv $(CHART_CRD).tmp $(CHART_CRD)
+	$(CARGO) run -q -p wbc-controller --bin crdgen -- --pipeline-env > $(PIPELINE_ENV).tmp && mv $(PIPELINE_ENV).tmp $(PIPELINE_ENV)
 
 # Kills and restarts workers, the API, PostgreSQL and Redis under load, then checks every
 # acknowledged write. Sized by e.g. `make chaos DURATION=60 WORKERS=3 KEYS=500 WRITERS=16`;

@@ -111,7 +111,7 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     let queue = ops::QueueGauges::register(&registry)?;
     let redis = Store::connect(&store.redis_url).await?;
     let pool =
-        db::connect(&store.database_url, store.database_max_connections, store.database_statement_timeout).await?;
+        db::connect(&store.database_url, store.database_max_connections, pipeline.database_statement_timeout).await?;
     db::migrate(&pool).await?;
     let state = AppState(Arc::new(Shared {
         store: redis.clone(),
@@ -126,10 +126,7 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
 }
 
 pub(crate) fn mode_label(mode: wbc_core::WriteMode) -> &'static str {
-    match mode {
-        wbc_core::WriteMode::WriteBehind => "write-behind",
-        wbc_core::WriteMode::WriteThrough => "write-through",
-    }
+    mode.env_name()
 }
 
 impl Args {

@@ -1,12 +1,12 @@
-//! The `WriteBehindCache` custom resource: its spec (every pipeline setting of the shared config model,
-//! with core's defaults) and its status.
+//! The `WriteBehindCache` custom resource: its spec (core's settings model, embedded, and the target
+//! Deployments) and its status.
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::defaults;
+use wbc_core::Settings;
 
 /// API group of the custom resource and prefix of the annotations the controller writes.
 pub const GROUP: &str = "wbc.dev";
@@ -19,11 +19,8 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 /// Label of the ConfigMaps the controller renders; it watches only those.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
-/// A human duration as the API and worker parse it: integers with units, e.g. 500ms, 2s, 1m30s, 1h.
-const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*(ns|us|ms|s|m|h|d)\s*)+$";
-
 /// Configuration of one wbc installation (API and workers) in a namespace.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "wbc.dev",
     version = "v1alpha1",
@@ -46,47 +43,9 @@ const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*(ns|us|ms|s|m|h|d)\s*)+$";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WriteBehindCacheSpec {
-    /// How a write reaches PostgreSQL: WriteBehind acknowledges once the write is in Redis and a worker
-    /// persists it later; WriteThrough writes PostgreSQL before acknowledging.
-    #[serde(default = "defaults::mode")]
-    pub mode: Mode,
-    /// How long a key stays dirty before a worker flushes it, e.g. 500ms or 2s (1ms to 1h).
-    #[serde(default = "defaults::flush_interval")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub flush_interval: String,
-    /// Dirty keys persisted per batch, in one upsert statement.
-    #[serde(default = "defaults::batch_size")]
-    #[schemars(range(min = 1, max = 10_000))]
-    pub batch_size: u32,
-    /// Attempts after the first for a record that fails permanently, before it is dead-lettered.
-    #[serde(default = "defaults::max_retries")]
-    #[schemars(range(min = 0, max = 100))]
-    pub max_retries: u32,
-    /// Exponential backoff, with full jitter, between failed flushes.
-    #[serde(default)]
-    pub retry: RetrySpec,
-    /// Largest number of dirty keys the queue holds.
-    #[serde(default = "defaults::queue_capacity")]
-    #[schemars(range(min = 1, max = 100_000_000))]
-    pub queue_capacity: u64,
-    /// What a write does when the queue is full: Reject (503 with Retry-After) or WriteThrough.
-    #[serde(default = "defaults::overflow_policy")]
-    pub overflow_policy: FallbackPolicy,
-    /// What a write does when Redis is unreachable: Reject (503) or WriteThrough to PostgreSQL.
-    #[serde(default = "defaults::redis_down_policy")]
-    pub redis_down_policy: FallbackPolicy,
-    /// How long a worker owns the keys it claimed before another worker may take them back; longer than
-    /// the flush interval (100ms to 1h).
-    #[serde(default = "defaults::lease_timeout")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub lease_timeout: String,
-    /// Time to live of clean (persisted) values in Redis; dirty values never expire (1s to 30d).
-    #[serde(default = "defaults::cache_ttl")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub cache_ttl: String,
-    /// Simulated database failures, for the failure exercises.
-    #[serde(default)]
-    pub failure_simulation: FailureSimulation,
+    /// Every pipeline setting, as core declares it (field names, defaults, ranges and descriptions).
+    #[serde(flatten)]
+    pub settings: Settings,
     /// The Deployments that read the rendered ConfigMap and are rolled when it changes. When unset:
     /// the Deployments labelled app.kubernetes.io/part-of=wbc and app.kubernetes.io/instance=<the name
     /// of this WriteBehindCache>, in its namespace.
@@ -94,68 +53,15 @@ pub struct WriteBehindCacheSpec {
     pub target_selector: Option<TargetSelector>,
 }
 
-/// The write mode.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum Mode {
-    WriteBehind,
-    WriteThrough,
-}
-
-/// What a write does when its normal path is closed.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum FallbackPolicy {
-    Reject,
-    WriteThrough,
-}
-
-/// The kind of a simulated failure.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum FailureKind {
-    Transient,
-    Permanent,
-}
-
-/// Exponential backoff between failed flushes.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RetrySpec {
-    /// First retry delay, e.g. 100ms; not longer than maxDelay.
-    #[serde(default = "defaults::retry_initial_delay")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub initial_delay: String,
-    /// Largest retry delay, e.g. 30s.
-    #[serde(default = "defaults::retry_max_delay")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub max_delay: String,
-    /// Factor by which the delay grows after each failure.
-    #[serde(default = "defaults::retry_multiplier")]
-    #[schemars(range(min = 1.0, max = 10.0))]
-    pub multiplier: f64,
-}
-
-/// Simulated database failures (the seed's exercises).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FailureSimulation {
-    /// Whether a fraction of database writes fail on purpose.
-    #[serde(default = "defaults::failure_enabled")]
-    pub enabled: bool,
-    /// Fraction of database writes that fail while enabled, from 0 to 1.
-    #[serde(default = "defaults::failure_rate")]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub rate: f64,
-    /// Transient failures fail whole batches and are retried; Permanent failures fail single records,
-    /// which end in the dead-letter queue.
-    #[serde(default = "defaults::failure_kind")]
-    pub kind: FailureKind,
-}
-
 /// Which Deployments to roll, by label.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetSelector {
     /// Labels a Deployment must all carry to be a target; at least one.
-    #[serde(default)]
+    // no default in the schema: an empty map is refused at the door (minProperties), and a missing
+    // one by the controller, which says why
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("minProperties" = 1))]
     pub match_labels: BTreeMap<String, String>,
 }
 
@@ -194,26 +100,38 @@ pub struct Condition {
     pub last_transition_time: String,
 }
 
-impl Default for RetrySpec {
-    fn default() -> Self {
-        Self {
-            initial_delay: defaults::retry_initial_delay(),
-            max_delay: defaults::retry_max_delay(),
-            multiplier: defaults::retry_multiplier(),
+impl TargetSelector {
+    /// An empty selector would match every Deployment in the namespace; bad label syntax fails every list.
+    pub fn check(&self) -> Result<(), String> {
+        if self.match_labels.is_empty() {
+            return Err("spec.targetSelector.matchLabels: must name at least one label".into());
         }
+        for (key, value) in &self.match_labels {
+            let name = key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name);
+            let prefix_ok = key.rsplit_once('/').is_none_or(|(prefix, _)| !prefix.is_empty() && prefix.len() <= 253);
+            if !prefix_ok || !label_value_ok(name) || name.is_empty() {
+                return Err(format!("spec.targetSelector.matchLabels: '{key}' is not a valid label key"));
+            }
+            if !label_value_ok(value) {
+                return Err(format!("spec.targetSelector.matchLabels.{key}: '{value}' is not a valid label value"));
+            }
+        }
+        Ok(())
     }
 }
 
-impl Default for FailureSimulation {
-    fn default() -> Self {
-        Self { enabled: defaults::failure_enabled(), rate: defaults::failure_rate(), kind: defaults::failure_kind() }
-    }
+/// At most 63 characters of alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric (or empty).
+fn label_value_ok(value: &str) -> bool {
+    let edge_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    value.len() <= 63
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && edge_ok(value.chars().next())
+        && edge_ok(value.chars().last())
 }
 
-impl Default for WriteBehindCacheSpec {
-    fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).expect("every spec field has a default")
-    }
+/// `k=v,k2=v2`, the label selector of a set of labels.
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 impl WriteBehindCache {
@@ -238,7 +156,7 @@ impl WriteBehindCache {
 mod tests {
     use kube::{CustomResourceExt, Resource};
     use serde_json::Value;
-    use wbc_core::PipelineArgs;
+    use wbc_core::{PipelineArgs, settings::leaf};
 
     use super::*;
 
@@ -254,19 +172,17 @@ mod tests {
     #[test]
     fn the_schema_bounds_are_the_bounds_of_the_binaries() {
         let spec = spec_schema();
-        for (path, env, step) in [
-            (&["batchSize"][..], "BATCH_SIZE", 1.0),
-            (&["maxRetries"], "MAX_RETRIES", 1.0),
-            (&["queueCapacity"], "QUEUE_CAPACITY", 1.0),
-            (&["retry", "multiplier"], "RETRY_MULTIPLIER", 0.01),
-            (&["failureSimulation", "rate"], "FAILURE_RATE", 0.01),
-        ] {
-            let field = path.iter().fold(spec.clone(), |schema, name| schema["properties"][name].clone());
-            let (min, max) = (field["minimum"].as_f64().unwrap(), field["maximum"].as_f64().unwrap());
+        let mut bounded = 0;
+        for leaf in leaf::leaves() {
+            let field = leaf.field.split('.').fold(spec.clone(), |schema, name| schema["properties"][name].clone());
+            let (Some(min), Some(max)) = (field["minimum"].as_f64(), field["maximum"].as_f64()) else { continue };
+            let (env, step) = (leaf.env.as_str(), if field["type"] == "integer" { 1.0 } else { 0.01 });
             assert!(accepted(env, min) && accepted(env, max), "{env}: core refuses {min} or {max}");
             assert!(!accepted(env, max + step), "{env}: core accepts {} beyond the schema", max + step);
             assert!(min - step < 0.0 || !accepted(env, min - step), "{env}: core accepts {} below", min - step);
+            bounded += 1;
         }
+        assert_eq!(bounded, 5, "batchSize, maxRetries, queueCapacity, retry.multiplier, failureSimulation.rate");
     }
 
     #[test]
@@ -277,7 +193,7 @@ mod tests {
         assert_eq!(spec["properties"]["retry"]["default"]["maxDelay"], "30s");
         let empty: WriteBehindCacheSpec = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, WriteBehindCacheSpec::default());
-        assert_eq!(empty.batch_size, 500);
+        assert_eq!(empty.settings.batch_size, 500);
     }
 
     #[test]

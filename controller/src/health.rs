@@ -7,7 +7,7 @@ use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{Api, ResourceExt, api::ListParams};
 use serde::Deserialize;
 
-use crate::{Result, reconcile::Context, targets::label_selector};
+use crate::{Result, context::Context, crd::label_selector};
 
 /// Container ports, by name, that serve `/readyz` (the API's and the worker's).
 pub const HEALTH_PORT_NAMES: [&str; 2] = ["http", "metrics"];

@@ -1,8 +1,8 @@
 //! The wbc Kubernetes controller: a `WriteBehindCache` resource becomes the ConfigMap that the API and
 //! worker read their environment from, and the Deployments that read it are rolled when it changes.
 pub mod conditions;
+pub mod context;
 pub mod crd;
-mod defaults;
 mod error;
 pub mod health;
 pub mod manifests;

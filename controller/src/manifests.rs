@@ -1,4 +1,5 @@
-//! The generated YAML: the CRD for `manifests/` and its copy in the Helm chart.
+//! The generated YAML: the CRD for `manifests/`, its copy in the Helm chart, and the chart's list of the
+//! pipeline's variables.
 use std::collections::BTreeMap;
 
 use kube::CustomResourceExt;
@@ -9,7 +10,9 @@ use crate::{Result, crd::WriteBehindCache};
 pub const CRD_PATH: &str = "manifests/crd.yaml";
 /// Where the chart's copy is committed, relative to the repository root.
 pub const CHART_CRD_PATH: &str = "charts/wbc/templates/crds/writebehindcache.yaml";
-/// The command that regenerates both.
+/// Where the chart's list of the pipeline's variables is committed, relative to the repository root.
+pub const PIPELINE_ENV_PATH: &str = "charts/wbc/files/pipeline-env.yaml";
+/// The command that regenerates all three.
 pub const REGENERATE: &str = "make crds";
 
 const HEADER: &str =
@@ -29,4 +32,11 @@ pub fn chart_crd_yaml() -> Result<String> {
         .get_or_insert_with(BTreeMap::new)
         .insert("helm.sh/resource-policy".to_owned(), "keep".to_owned());
     Ok(format!("{HEADER}{{{{- if .Values.crds.create }}}}\n{}{{{{- end }}}}\n", serde_yaml::to_string(&crd)?))
+}
+
+/// The variables the API and worker read their pipeline settings from. The chart refuses them in a
+/// Deployment's own environment, where they would override the WriteBehindCache's ConfigMap.
+pub fn pipeline_env_yaml() -> Result<String> {
+    let variables = BTreeMap::from([("variables", wbc_core::PipelineArgs::env_names())]);
+    Ok(format!("{HEADER}{}", serde_yaml::to_string(&variables)?))
 }

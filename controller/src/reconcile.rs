@@ -4,19 +4,17 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{api::core::v1::ConfigMap, jiff::Timestamp};
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::{
-        controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
-    },
+    runtime::{controller::Action, events::EventType},
 };
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::{
-    Error, Metrics, Result,
+    Error, Result,
     conditions::{self, Observed, events},
+    context::{Context, FIELD_MANAGER},
     crd::{
         CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, WriteBehindCache,
         WriteBehindCacheStatus,
@@ -26,23 +24,11 @@ use crate::{
     targets,
 };
 
-/// The one field manager of every server-side apply the controller makes.
-pub const FIELD_MANAGER: &str = "wbc-controller";
 /// How often an unchanged resource is reconciled anyway: its pods are asked whether the stores are
 /// reachable, and a missed watch event is made up for.
 pub const RESYNC: Duration = Duration::from_secs(10);
 /// How long after a failed reconcile it is tried again.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    /// Who publishes the events.
-    pub reporter: Reporter,
-    pub metrics: Metrics,
-    /// Asks the target pods for their health.
-    pub http: reqwest::Client,
-}
 
 /// Brings the ConfigMap, the target Deployments and the status in line with one `WriteBehindCache`.
 #[instrument(skip_all, fields(namespace = wbc.namespace(), name = %wbc.name_any(), generation = wbc.meta().generation))]
@@ -127,7 +113,7 @@ async fn apply_config_map(wbc: &WriteBehindCache, namespace: &str, rendered: &Re
     if data_changed {
         let short = &rendered.hash[..12];
         let note = format!("ConfigMap {name} holds configuration {short}");
-        publish(wbc, ctx, EventType::Normal, events::CONFIG_APPLIED, "ApplyConfig", note).await?;
+        ctx.publish(wbc, EventType::Normal, events::CONFIG_APPLIED, "ApplyConfig", note).await?;
     }
     Ok(())
 }
@@ -156,29 +142,10 @@ async fn update_status(wbc: &WriteBehindCache, namespace: &str, observed: &Obser
     ctx.metrics.wrote("status");
     for t in conditions::transitions(&previous.conditions, &status.conditions) {
         let type_ = if t.warning { EventType::Warning } else { EventType::Normal };
-        publish(wbc, ctx, type_, &t.reason, "Reconcile", t.note).await?;
+        ctx.publish(wbc, type_, &t.reason, "Reconcile", t.note).await?;
     }
     Ok(())
 }
 
-/// Publishes an event about `wbc`.
-pub(crate) async fn publish(
-    wbc: &WriteBehindCache,
-    ctx: &Context,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) -> Result<()> {
-    let event =
-        Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
-    // events are published on transitions only, so each is its own: a shared Recorder would fold one into
-    // an earlier event of the same reason (its series keeps the earlier note)
-    Recorder::new(ctx.client.clone(), ctx.reporter.clone()).publish(&event, &wbc.object_ref(&())).await?;
-    ctx.metrics.wrote("event");
-    Ok(())
-}
-
 #[cfg(test)]
-#[path = "reconcile_tests.rs"]
 mod tests;

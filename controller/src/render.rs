@@ -1,30 +1,10 @@
-//! From a spec to the ConfigMap's data: the spec becomes the pipeline's environment, which core parses
-//! and validates with exactly the rules of the API and worker binaries, then renders back.
+//! From a spec to the ConfigMap's data: core checks the spec's settings with the rules of the API and
+//! worker binaries, and renders them as the environment those binaries read.
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
-use wbc_core::PipelineArgs;
 
-use crate::crd::{FailureKind, FallbackPolicy, Mode, WriteBehindCache, WriteBehindCacheSpec};
-
-/// Each pipeline variable and the spec field it comes from, to name the field in error messages.
-pub const SPEC_FIELDS: [(&str, &str); 15] = [
-    ("WRITE_MODE", "spec.mode"),
-    ("FLUSH_INTERVAL", "spec.flushInterval"),
-    ("BATCH_SIZE", "spec.batchSize"),
-    ("MAX_RETRIES", "spec.maxRetries"),
-    ("RETRY_INITIAL_DELAY", "spec.retry.initialDelay"),
-    ("RETRY_MAX_DELAY", "spec.retry.maxDelay"),
-    ("RETRY_MULTIPLIER", "spec.retry.multiplier"),
-    ("QUEUE_CAPACITY", "spec.queueCapacity"),
-    ("OVERFLOW_POLICY", "spec.overflowPolicy"),
-    ("REDIS_DOWN_POLICY", "spec.redisDownPolicy"),
-    ("LEASE_TIMEOUT", "spec.leaseTimeout"),
-    ("CACHE_TTL", "spec.cacheTtl"),
-    ("SIMULATE_DB_FAILURE", "spec.failureSimulation.enabled"),
-    ("FAILURE_RATE", "spec.failureSimulation.rate"),
-    ("FAILURE_KIND", "spec.failureSimulation.kind"),
-];
+use crate::crd::WriteBehindCache;
 
 /// A valid configuration, ready to be applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,10 +17,13 @@ pub struct Rendered {
 
 /// Renders a resource, or says which field breaks which rule (a spec the schema cannot refuse).
 pub fn render(wbc: &WriteBehindCache) -> Result<Rendered, String> {
-    check_selector(wbc)?;
-    let env = spec_env(&wbc.spec);
-    let pipeline = PipelineArgs::from_env(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .map_err(|e| name_the_field(&e.to_string()))?;
+    if let Some(selector) = &wbc.spec.target_selector {
+        selector.check()?;
+    }
+    let pipeline = wbc.spec.settings.clone().validate().map_err(|error| match error {
+        wbc_core::Error::Config { field: Some(field), reason, .. } => format!("spec.{field}: {reason}"),
+        other => other.to_string(),
+    })?;
     let data: BTreeMap<String, String> = pipeline.to_env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let hash = config_hash(&data);
     Ok(Rendered { data, hash })
@@ -58,85 +41,10 @@ pub fn config_hash(data: &BTreeMap<String, String>) -> String {
     sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The spec as the pipeline's environment variables, unparsed.
-pub fn spec_env(spec: &WriteBehindCacheSpec) -> BTreeMap<&'static str, String> {
-    let fallback = |p: FallbackPolicy| match p {
-        FallbackPolicy::Reject => "reject",
-        FallbackPolicy::WriteThrough => "write-through",
-    };
-    let mode = match spec.mode {
-        Mode::WriteBehind => "write-behind",
-        Mode::WriteThrough => "write-through",
-    };
-    let kind = match spec.failure_simulation.kind {
-        FailureKind::Transient => "transient",
-        FailureKind::Permanent => "permanent",
-    };
-    BTreeMap::from([
-        ("WRITE_MODE", mode.to_owned()),
-        ("FLUSH_INTERVAL", spec.flush_interval.clone()),
-        ("BATCH_SIZE", spec.batch_size.to_string()),
-        ("MAX_RETRIES", spec.max_retries.to_string()),
-        ("RETRY_INITIAL_DELAY", spec.retry.initial_delay.clone()),
-        ("RETRY_MAX_DELAY", spec.retry.max_delay.clone()),
-        ("RETRY_MULTIPLIER", spec.retry.multiplier.to_string()),
-        ("QUEUE_CAPACITY", spec.queue_capacity.to_string()),
-        ("OVERFLOW_POLICY", fallback(spec.overflow_policy).to_owned()),
-        ("REDIS_DOWN_POLICY", fallback(spec.redis_down_policy).to_owned()),
-        ("LEASE_TIMEOUT", spec.lease_timeout.clone()),
-        ("CACHE_TTL", spec.cache_ttl.clone()),
-        ("SIMULATE_DB_FAILURE", spec.failure_simulation.enabled.to_string()),
-        ("FAILURE_RATE", spec.failure_simulation.rate.to_string()),
-        ("FAILURE_KIND", kind.to_owned()),
-    ])
-}
-
-/// Prefixes core's message with the spec field it is about: the variable or flag named first in it.
-fn name_the_field(message: &str) -> String {
-    let flag = |env: &str| format!("--{}", env.to_ascii_lowercase().replace('_', "-"));
-    let first = SPEC_FIELDS
-        .iter()
-        .filter_map(|(env, path)| {
-            let at = [message.find(env), message.find(&flag(env))].into_iter().flatten().min()?;
-            Some((at, *path))
-        })
-        .min();
-    match first {
-        Some((_, path)) => format!("{path}: {message}"),
-        None => message.to_owned(),
-    }
-}
-
-/// An empty selector would match every Deployment in the namespace; bad label syntax fails every list.
-fn check_selector(wbc: &WriteBehindCache) -> Result<(), String> {
-    let Some(selector) = &wbc.spec.target_selector else { return Ok(()) };
-    if selector.match_labels.is_empty() {
-        return Err("spec.targetSelector.matchLabels: must name at least one label".into());
-    }
-    for (key, value) in &selector.match_labels {
-        let name = key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name);
-        let prefix_ok = key.rsplit_once('/').is_none_or(|(prefix, _)| !prefix.is_empty() && prefix.len() <= 253);
-        if !prefix_ok || !label_value_ok(name) || name.is_empty() {
-            return Err(format!("spec.targetSelector.matchLabels: '{key}' is not a valid label key"));
-        }
-        if !label_value_ok(value) {
-            return Err(format!("spec.targetSelector.matchLabels.{key}: '{value}' is not a valid label value"));
-        }
-    }
-    Ok(())
-}
-
-/// At most 63 characters of alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric (or empty).
-fn label_value_ok(value: &str) -> bool {
-    let edge_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
-    value.len() <= 63
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && edge_ok(value.chars().next())
-        && edge_ok(value.chars().last())
-}
-
 #[cfg(test)]
 mod tests {
+    use wbc_core::PipelineArgs;
+
     use super::*;
     use crate::crd::TargetSelector;
 
@@ -153,13 +61,20 @@ mod tests {
     }
 
     #[test]
-    fn every_pipeline_variable_of_core_comes_from_a_spec_field() {
-        let core: Vec<&str> = PipelineArgs::from_env(std::iter::empty()).unwrap().to_env().into_keys().collect();
-        let ours: Vec<&str> = SPEC_FIELDS.iter().map(|(env, _)| *env).collect();
-        let mut sorted = ours.clone();
-        sorted.sort();
-        assert_eq!(sorted, core);
-        assert_eq!(spec_env(&WriteBehindCacheSpec::default()).into_keys().collect::<Vec<_>>(), core);
+    fn each_kind_of_value_is_spelled_as_earlier_controllers_spelled_it() {
+        // another spelling would change the hash, and an upgrade of the controller would roll every pod
+        let data = render(&wbc(serde_json::json!({}))).unwrap().data;
+        for (env, value) in [
+            ("WRITE_MODE", "write-behind"),
+            ("FLUSH_INTERVAL", "1s"),
+            ("BATCH_SIZE", "500"),
+            ("RETRY_MULTIPLIER", "2"),
+            ("FAILURE_RATE", "0.1"),
+            ("SIMULATE_DB_FAILURE", "false"),
+            ("OVERFLOW_POLICY", "reject"),
+        ] {
+            assert_eq!(data[env], value, "{env}");
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use kube::{
     runtime::{
         Controller,
         controller::Error as ControllerError,
-        events::Reporter,
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -18,9 +17,10 @@ use wbc_core::telemetry::LogArgs;
 
 use crate::{
     Metrics, Readiness,
+    context::{Context, FIELD_MANAGER},
     crd::{MANAGED_BY_LABEL, WriteBehindCache},
     metrics,
-    reconcile::{Context, FIELD_MANAGER, error_policy, reconcile},
+    reconcile::{error_policy, reconcile},
     targets,
 };
 
@@ -99,8 +99,7 @@ pub async fn run(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: scope.instance.clone() };
-    let ctx = Arc::new(Context { reporter, client: client.clone(), metrics, http: reqwest::Client::new() });
+    let ctx = Arc::new(Context::new(client.clone(), metrics, scope.instance.clone()));
     let caches: Api<WriteBehindCache> = scope.api(&client);
     let controller = Controller::new(caches, watcher::Config::default().any_semantic());
     let store = controller.store();

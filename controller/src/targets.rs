@@ -14,8 +14,8 @@ use tracing::info;
 use crate::{
     Result,
     conditions::{Rollout, events},
-    crd::{CONFIG_HASH_ANNOTATION, WriteBehindCache},
-    reconcile::{Context, FIELD_MANAGER, publish},
+    context::{Context, FIELD_MANAGER},
+    crd::{CONFIG_HASH_ANNOTATION, WriteBehindCache, label_selector},
 };
 
 /// Gives every target Deployment the configuration `hash`, and says how far their rollouts are.
@@ -49,14 +49,9 @@ pub async fn roll(
     }
     if !rolled.is_empty() {
         let note = format!("rolling {} to configuration {}", rolled.join(", "), &hash[..hash.len().min(12)]);
-        publish(wbc, ctx, EventType::Normal, events::ROLLOUT_STARTED, "RollDeployments", note).await?;
+        ctx.publish(wbc, EventType::Normal, events::ROLLOUT_STARTED, "RollDeployments", note).await?;
     }
     Ok((rollout(&deployments, hash), deployments))
-}
-
-/// `k=v,k2=v2`, the label selector of a set of labels.
-pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// Whether a Deployment carries every one of `labels`.

@@ -1,9 +1,10 @@
-//! The committed YAML is what the code generates, and the sample is a valid resource.
+//! The committed YAML (the CRD, the chart's copy, the chart's list of pipeline variables) is what the code
+//! generates, and the sample is a valid resource.
 use std::path::PathBuf;
 
 use wbc_controller::{
     WriteBehindCache,
-    manifests::{CHART_CRD_PATH, CRD_PATH, REGENERATE, chart_crd_yaml, crd_yaml},
+    manifests::{CHART_CRD_PATH, CRD_PATH, PIPELINE_ENV_PATH, REGENERATE, chart_crd_yaml, crd_yaml, pipeline_env_yaml},
     render::render,
 };
 
@@ -28,6 +29,11 @@ fn the_committed_crd_is_the_one_crdgen_prints() {
 #[test]
 fn the_charts_crd_is_the_one_crdgen_prints() {
     assert_fresh(CHART_CRD_PATH, &chart_crd_yaml().unwrap());
+}
+
+#[test]
+fn the_charts_list_of_pipeline_variables_is_the_one_crdgen_prints() {
+    assert_fresh(PIPELINE_ENV_PATH, &pipeline_env_yaml().unwrap());
 }
 
 #[test]

@@ -6,9 +6,10 @@ pub enum Error {
     /// Input that breaks a rule; `field` names what was wrong.
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
-    /// A configuration value that cannot be used.
-    #[error("invalid configuration {field}: {reason}")]
-    Config { field: &'static str, reason: String },
+    /// A configuration value that cannot be used: `setting` names its environment variable, `field` its
+    /// place in a WriteBehindCache's spec (none for what the resource does not hold, such as RUST_LOG).
+    #[error("invalid configuration {setting}: {reason}")]
+    Config { setting: &'static str, field: Option<&'static str>, reason: String },
     /// The queue holds `capacity` dirty keys already.
     #[error("write queue is full ({capacity} dirty keys)")]
     QueueFull { capacity: u64 },

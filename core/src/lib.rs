@@ -1,4 +1,4 @@
-//! Shared core of wbc: configuration, products, the Redis queue and PostgreSQL persistence.
+//! Shared core of wbc: the settings model, configuration, products, the Redis queue and PostgreSQL persistence.
 pub mod config;
 pub mod db;
 mod error;
@@ -7,15 +7,17 @@ pub mod fallback;
 pub mod ops;
 pub mod price;
 pub mod product;
+pub mod settings;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use config::{FailureKind, OverflowPolicy, Pipeline, PipelineArgs, RedisDownPolicy, StoreArgs, WriteMode};
+pub use config::StoreArgs;
 pub use error::{Error, Result};
 pub use price::Price;
 pub use product::{ProductInput, Record};
+pub use settings::{FailureKind, OverflowPolicy, Pipeline, PipelineArgs, RedisDownPolicy, Settings, WriteMode};
 pub use sqlx::PgPool;
 pub use store::{DeadLetter, QueueStats, Store};
 

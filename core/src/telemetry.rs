@@ -59,8 +59,11 @@ impl Drop for Telemetry {
 impl LogArgs {
     /// Installs the global subscriber, with an OTLP exporter when an endpoint is set.
     pub fn init(&self, default_service: &str) -> Result<Telemetry> {
-        let filter = EnvFilter::try_new(&self.log_filter)
-            .map_err(|e| Error::Config { field: "RUST_LOG", reason: e.to_string() })?;
+        let filter = EnvFilter::try_new(&self.log_filter).map_err(|e| Error::Config {
+            setting: "RUST_LOG",
+            field: None,
+            reason: e.to_string(),
+        })?;
         let provider = self.otlp_endpoint.as_deref().map(|e| self.provider(e, default_service)).transpose()?;
         let otel = provider.as_ref().map(|p| {
             let name = self.service_name.clone().unwrap_or_else(|| default_service.to_owned());
@@ -77,7 +80,7 @@ impl LogArgs {
 
     fn provider(&self, endpoint: &str, default_service: &str) -> Result<SdkTracerProvider> {
         use opentelemetry_otlp::WithExportConfig;
-        let bad = |reason: String| Error::Config { field: "OTEL_EXPORTER_OTLP_ENDPOINT", reason };
+        let bad = |reason: String| Error::Config { setting: "OTEL_EXPORTER_OTLP_ENDPOINT", field: None, reason };
         let uri: axum::http::Uri = endpoint.parse().map_err(|e| bad(format!("'{endpoint}' is not a URL ({e})")))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(bad(format!("'{endpoint}' must be an http:// or https:// URL")));

@@ -6,6 +6,8 @@
 Generated, and checked by tests/chart:
   charts/wbc/files/wbc.json, charts/wbc/files/alerts.yaml   copies of observability/ (Helm reads only
                                                              files inside the chart)
+  charts/wbc/values.yaml (the spec's keys of `cache`),       from the CRD (manifests/crd.yaml, which
+  charts/wbc/values.schema.json (their schema)               `make crds` generates): cache_values.py
   charts/wbc/README.md                                       the values table, from values.yaml's `# --`
   manifests/rendered/wbc.yaml                                the chart as plain YAML, for kubectl users
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
+import cache_values
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "wbc"
@@ -309,8 +313,8 @@ def type_name(value: Any) -> str:
     return "object"
 
 
-def readme() -> str:
-    docs, _ = value_docs()
+def readme(values_text: str | None = None) -> str:
+    docs, _ = value_docs(values_text)
     rows = []
     for doc in docs:
         nested = isinstance(doc.default, dict) and doc.default
@@ -324,7 +328,8 @@ def readme() -> str:
 
 def generated() -> dict[Path, str]:
     files = {copy: source.read_text() for copy, source in COPIES.items()}
-    files[README] = readme()
+    files.update(cache_values.generated())
+    files[README] = readme(files[cache_values.VALUES])
     files[RENDERED] = rendered_manifest()
     return files
 
@@ -336,11 +341,13 @@ def drifted() -> list[Path]:
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "write"
     if command == "write":
-        for path, text in generated().items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists() or path.read_text() != text:
-                path.write_text(text)
-                print(f"wrote {path.relative_to(ROOT)}")
+        # the values first: the rendered manifest renders the chart as it is on disk
+        for files in (cache_values.generated, generated):
+            for path, text in files().items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists() or path.read_text() != text:
+                    path.write_text(text)
+                    print(f"wrote {path.relative_to(ROOT)}")
         return 0
     if command == "check":
         stale = drifted()

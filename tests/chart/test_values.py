@@ -118,7 +118,7 @@ def test_any_other_extra_variable_passes():
 
 
 def test_the_cache_defaults_are_the_crds_defaults():
-    # values.yaml's cache section restates the binaries' defaults, which the CRD carries (crdgen)
+    # values.yaml's cache section is generated from the CRD (render.sh), which carries the binaries' defaults
     from conftest import crd
 
     spec = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]

@@ -15,7 +15,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The policy of a pipeline's `RETRY_INITIAL_DELAY`, `RETRY_MAX_DELAY` and `RETRY_MULTIPLIER`.
     pub fn of(p: &Pipeline) -> Self {
-        Self { initial: p.retry_initial_delay, max: p.retry_max_delay, multiplier: p.retry_multiplier }
+        Self { initial: p.retry.initial_delay, max: p.retry.max_delay, multiplier: p.retry.multiplier }
     }
 
     /// Delay before retry number `attempt` (0-based): uniform in `[0, min(max, initial * multiplier^attempt)]`.

@@ -249,15 +249,15 @@ impl Worker {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let p = &self.pipeline;
-        if p.simulate_db_failure {
-            match p.failure_kind {
-                FailureKind::Transient if rand::random::<f64>() < p.failure_rate => {
+        let p = &self.pipeline.failure_simulation;
+        if p.enabled {
+            match p.kind {
+                FailureKind::Transient if rand::random::<f64>() < p.rate => {
                     let e = std::io::Error::other("simulated transient database failure");
                     return Err(Failure::Transient(wbc_core::Error::Io(e)));
                 }
                 FailureKind::Permanent => {
-                    if let Some(r) = records.iter().find(|r| poisoned(r, p.failure_rate)) {
+                    if let Some(r) = records.iter().find(|r| poisoned(r, p.rate)) {
                         return Err(Failure::Permanent(format!(
                             "simulated permanent failure of {} v{}",
                             r.id, r.version

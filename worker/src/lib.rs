@@ -124,7 +124,8 @@ impl Worker {
         let queue = ops::QueueGauges::register(&registry)?;
         let redis = Store::connect(&store.redis_url).await?;
         let pool =
-            db::connect(&store.database_url, store.database_max_connections, store.database_statement_timeout).await?;
+            db::connect(&store.database_url, store.database_max_connections, pipeline.database_statement_timeout)
+                .await?;
         db::migrate(&pool).await?;
         let ops = Arc::new(ops::Ops::new(registry, queue, redis.clone(), pool.clone()));
         let retried = Default::default();

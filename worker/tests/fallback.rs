@@ -205,11 +205,10 @@ async fn slow_writes_of(stack: &Stack, id: &str, secs: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_postgres_fails_a_write_through_request_with_503_within_the_statement_timeout() {
-    let mut stack = Stack::start(&[("write-mode", "write-through")]).await;
+    let mut stack = Stack::start(&[("write-mode", "write-through"), ("database-statement-timeout", "1s")]).await;
     slow_writes_of(&stack, "during", 0.6).await;
     let timeout = Duration::from_secs(1);
-    let api =
-        stack.another_api(&wbc_core::StoreArgs { database_statement_timeout: timeout, ..stack.store_args() }).await;
+    let api = stack.another_api(&stack.store_args()).await;
     let http = stack.http.clone();
     assert_eq!(put_via(&http, &api.url, "before").await.0, 200);
     // The server freezes while the statement is in flight.

@@ -103,12 +103,7 @@ impl Stack {
 }
 
 fn store_args(redis: &RedisServer, pg: &PgServer) -> StoreArgs {
-    StoreArgs {
-        redis_url: redis.url(),
-        database_url: pg.url(),
-        database_max_connections: 20,
-        database_statement_timeout: Duration::from_secs(30),
-    }
+    StoreArgs { redis_url: redis.url(), database_url: pg.url(), database_max_connections: 20 }
 }
 
 async fn serve_api(

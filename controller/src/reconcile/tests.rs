@@ -3,11 +3,12 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
-use kube::{Client, Resource, client::Body, runtime::events::Reporter};
+use kube::{Client, Resource, client::Body};
 use serde_json::{Value, json};
 
 use super::*;
 use crate::{
+    Metrics,
     conditions::{Rollout, reasons},
     crd::WriteBehindCacheSpec,
 };
@@ -33,8 +34,7 @@ fn not_found(method: Method, path: &str) -> Exchange {
 async fn reconcile_against(wbc: WriteBehindCache, script: Vec<Exchange>) -> (Result<Action>, Vec<Value>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "ns");
-    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: None };
-    let ctx = Arc::new(Context { reporter, client, metrics: Metrics::new().unwrap(), http: reqwest::Client::new() });
+    let ctx = Arc::new(Context::new(client, Metrics::new().unwrap(), None));
     let server = tokio::spawn(async move {
         let mut bodies = Vec::new();
         for step in script {

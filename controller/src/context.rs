@@ -1,0 +1,49 @@
+//! What every reconcile shares: the client, the event publisher, the metrics and the one field manager.
+//! It sits apart from the modules that use it, so that their imports run one way.
+use kube::{
+    Client, Resource,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+
+use crate::{Metrics, Result, crd::WriteBehindCache};
+
+/// The one field manager of every server-side apply the controller makes.
+pub const FIELD_MANAGER: &str = "wbc-controller";
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The Kubernetes API.
+    pub client: Client,
+    /// Who publishes the events.
+    pub reporter: Reporter,
+    /// The controller's own metrics.
+    pub metrics: Metrics,
+    /// Asks the target pods for their health.
+    pub http: reqwest::Client,
+}
+
+impl Context {
+    /// A context for `client`, reporting as `instance` (the controller's pod) when known.
+    pub fn new(client: Client, metrics: Metrics, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance };
+        Self { client, reporter, metrics, http: reqwest::Client::new() }
+    }
+
+    /// Publishes an event about `wbc`.
+    pub async fn publish(
+        &self,
+        wbc: &WriteBehindCache,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<()> {
+        let event =
+            Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
+        // events are published on transitions only, so each is its own: a shared Recorder would fold one
+        // into an earlier event of the same reason (its series keeps the earlier note)
+        Recorder::new(self.client.clone(), self.reporter.clone()).publish(&event, &wbc.object_ref(&())).await?;
+        self.metrics.wrote("event");
+        Ok(())
+    }
+}

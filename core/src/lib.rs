@@ -6,6 +6,7 @@ pub mod failpoint;
 pub mod fallback;
 pub mod ops;
 pub mod product;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

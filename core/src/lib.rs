@@ -1,6 +1,7 @@
 //! Shared core of wbc: configuration, products, the Redis queue and PostgreSQL persistence.
 pub mod config;
 pub mod db;
+pub mod endpoint;
 mod error;
 pub mod failpoint;
 pub mod fallback;

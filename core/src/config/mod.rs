@@ -6,6 +6,9 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
+mod store;
+pub use store::StoreArgs;
+
 /// How a write reaches PostgreSQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,26 +47,6 @@ pub enum RedisDownPolicy {
     Reject,
     /// Write it to PostgreSQL directly.
     WriteThrough,
-}
-
-/// Connections to Redis and PostgreSQL.
-#[derive(Args, Clone, Debug)]
-pub struct StoreArgs {
-    /// Redis URL holding the cache and the write queue.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
-    /// PostgreSQL URL of the system of record.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://wbc@127.0.0.1:5432/wbc")]
-    pub database_url: String,
-    /// Largest number of PostgreSQL connections in the pool.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub database_max_connections: u32,
-    /// Longest a PostgreSQL call may take, e.g. 30s: a statement, or opening a connection. A
-    /// database that hangs instead of refusing then fails the call (503, or a retried flush).
-    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "30s",
-          value_parser = duration_in(Duration::from_millis(100), Duration::from_secs(3600)))]
-    pub database_statement_timeout: Duration,
 }
 
 /// The behaviour of the write pipeline.
@@ -346,22 +329,6 @@ mod tests {
         assert!(err.contains("--flush-interval"), "{err}");
         let err = PipelineArgs::from_env([("NO_SUCH_SETTING", "1")]).unwrap_err().to_string();
         assert!(err.contains("--no-such-setting"), "{err}");
-    }
-
-    #[test]
-    fn the_database_statement_timeout_defaults_to_30s_and_is_bounded() {
-        #[derive(Parser)]
-        struct StoreCli {
-            #[command(flatten)]
-            store: StoreArgs,
-        }
-        let parse = |args: &[&str]| StoreCli::try_parse_from(std::iter::once("wbc").chain(args.iter().copied()));
-        assert_eq!(parse(&[]).unwrap().store.database_statement_timeout, Duration::from_secs(30));
-        for bad in ["0s", "50ms", "2h", "soon"] {
-            let err =
-                parse(&["--database-statement-timeout", bad]).err().unwrap_or_else(|| panic!("{bad} was accepted"));
-            assert!(err.to_string().contains("--database-statement-timeout"), "{bad}: {err}");
-        }
     }
 
     #[test]

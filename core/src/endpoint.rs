@@ -147,7 +147,8 @@ pub fn database(
     tls: TlsFiles,
 ) -> Result<PgConnectOptions> {
     let full_url = with_password(url, password)?;
-    let mut options: PgConnectOptions = full_url.expose().parse()?;
+    let mut options: PgConnectOptions =
+        full_url.expose().parse().map_err(|e: sqlx::Error| Error::Config { field: url.0, reason: e.to_string() })?;
     if let Some((name, mode)) = mode {
         if let Some(in_url) = sslmode_in(full_url.expose()).filter(|m| *m != mode) {
             let reason = format!("{mode:?} contradicts sslmode {in_url:?} in {}", url.0);

@@ -222,6 +222,12 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_database_url_is_refused_by_name() {
+        let err = refusal(parse(&["--database-url", "postgres://a:notaport/b"]).database());
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
     fn a_url_and_its_file_together_are_refused_naming_both() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), "url", "redis://other:6379");

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure redis-server, the PostgreSQL server binaries, Prometheus (with promtool) and kubectl exist;
+# Makes sure redis-server, the PostgreSQL server binaries, Prometheus (with promtool), kubectl and
+# openssl (the test kit makes its TLS certificates with it) exist;
 # installs them with apt where it can. `ensure-deps.sh bench` also checks what the benchmarks need:
 # redis-benchmark, pgbench (ships with the server), the charts' TrueType font (rendered in pure Rust,
 # so no fontconfig or freetype) and node (to parse the k6 scripts).
@@ -20,6 +21,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 # The controller's tests drive a real kube-apiserver with kubectl too.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${1:-}" = bench ]; then
   command -v redis-benchmark >/dev/null || missing+=(redis-tools)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)

@@ -109,9 +109,10 @@ pub async fn connect(store: &StoreArgs, pipeline: Pipeline) -> anyhow::Result<(A
     metrics.mode_info.with_label_values(&[mode_label(pipeline.mode)]).set(1);
     metrics.queue_capacity.set(pipeline.queue_capacity.min(i64::MAX as u64) as i64);
     let queue = ops::QueueGauges::register(&registry)?;
-    let redis = Store::connect(&store.redis_url).await?;
-    let pool =
-        db::connect(&store.database_url, store.database_max_connections, pipeline.database_statement_timeout).await?;
+    // Every setting is checked before either store is contacted.
+    let (redis_endpoint, database) = (store.redis()?, store.database()?);
+    let redis = Store::connect(&redis_endpoint).await?;
+    let pool = db::connect_with(database, store.database_max_connections, pipeline.database_statement_timeout).await?;
     db::migrate(&pool).await?;
     let state = AppState(Arc::new(Shared {
         store: redis.clone(),

@@ -72,7 +72,7 @@ impl Stack {
     pub async fn start(bins: &Binaries, logs: &Path) -> Result<Self> {
         let redis = RedisServer::start();
         let pg = PgServer::start();
-        let store = Store::connect(&redis.url()).await?;
+        let store = Store::connect(&wbc_core::endpoint::RedisEndpoint::new(redis.url())).await?;
         let pool = db::connect(&pg.url(), 4, Duration::from_secs(30)).await?;
         db::migrate(&pool).await?;
         std::fs::create_dir_all(logs)?;

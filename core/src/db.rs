@@ -36,12 +36,23 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// ends a statement after `statement_timeout`, the client gives up a second later, and waiting
 /// for a connection is bounded by the timeout too (and by 5 s).
 pub async fn connect(url: &str, max_connections: u32, statement_timeout: Duration) -> Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)?.options([("statement_timeout", statement_timeout.as_millis())]);
-    Ok(PgPoolOptions::new()
+    connect_with(PgConnectOptions::from_str(url)?, max_connections, statement_timeout).await
+}
+
+/// `connect` with options resolved from the settings (`StoreArgs::database`). A refusal at start
+/// (authentication, TLS, no answer) is an `Error::Connect` that says which.
+pub async fn connect_with(
+    options: PgConnectOptions,
+    max_connections: u32,
+    statement_timeout: Duration,
+) -> Result<PgPool> {
+    let options = options.options([("statement_timeout", statement_timeout.as_millis())]);
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(statement_timeout.min(MAX_ACQUIRE))
-        .connect_with(options)
-        .await?)
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| crate::Error::connect_database(&options, e))
 }
 
 /// The statement timeout the pool's connections start with, in milliseconds as `connect` sets

@@ -1,12 +1,14 @@
 //! Shared core of wbc: the settings model, configuration, products, the Redis queue and PostgreSQL persistence.
 pub mod config;
 pub mod db;
+pub mod endpoint;
 mod error;
 pub mod failpoint;
 pub mod fallback;
 pub mod ops;
 pub mod price;
 pub mod product;
+pub mod secret;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

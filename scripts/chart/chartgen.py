@@ -275,8 +275,10 @@ How it fits together:
 - The controller renders the `WriteBehindCache` into the ConfigMap `<release>-config`; the API and
   worker read it with `envFrom`, and the controller rolls them (the Deployments labelled
   `app.kubernetes.io/part-of=wbc` and `app.kubernetes.io/instance=<release>`) when it changes.
-  Connection settings (`REDIS_URL`, `DATABASE_URL`, the password in `PGPASSWORD`) are plain
-  environment variables of the Deployments.
+  Connection settings (`REDIS_URL`, `DATABASE_URL`) are environment variables of the Deployments,
+  without credentials: passwords, URLs with passwords, CA and client certificates come from Secrets
+  mounted as files under `/etc/wbc/stores`, named by `REDIS_PASSWORD_FILE`, `DATABASE_CA_FILE` and
+  the like. Redis and PostgreSQL read their passwords from mounted Secrets too.
 - On a first install the `WriteBehindCache` is a post-install hook, because Helm cannot map an object
   whose CRD is created by the same release; the next `helm upgrade` adopts it. The pods do not wait
   for the ConfigMap unless `cache.waitForConfig` is true (see below).

@@ -3,7 +3,7 @@
 # runs them, without Kubernetes, and checks what the chart relies on. Command, args, environment (the
 # Secrets' passwords included), volumes and user come from the chart rendered with
 # ci/local-node-values.yaml (plus a Redis password and a postgres extraArg), combined with the image's
-# entrypoint and cmd as the kubelet combines them. Each container is the docker-archive unpacked with
+# entrypoint and cmd as the kubelet combines them; the passwords come from Secrets mounted as files. Each container is the docker-archive unpacked with
 # umoci, chrooted as uid/gid 999 on a read-only bind of its root file system, with the chart's volumes
 # bind-mounted (emptyDirs as fresh directories, the ConfigMap's files read-only), in new mount, PID and
 # network namespaces: the server is PID 1 as in a pod, listens on the chart's port (6379, 5432) on the
@@ -113,11 +113,8 @@ for statefulset, image in (("wbc-redis", "redis"), ("wbc-postgresql", "postgres"
     out = work / image
     env = dict(e.split("=", 1) for e in config.get("Env", []))
     for e in c.get("env", []):
-        if "value" in e:
-            env[e["name"]] = expand(e["value"], env)
-        else:
-            ref = e["valueFrom"]["secretKeyRef"]
-            env[e["name"]] = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
+        assert "value" in e, f"{e['name']} is not a plain value: the chart passes no credential through the environment"
+        env[e["name"]] = expand(e["value"], env)
     if "command" in c:
         argv = c["command"] + c.get("args", [])
     else:
@@ -133,6 +130,11 @@ for statefulset, image in (("wbc-redis", "redis"), ("wbc-postgresql", "postgres"
         if "configMap" in volume:
             for key, text in configmaps[volume["configMap"]["name"]]["data"].items():
                 (host / key).write_text(text)
+        elif "secret" in volume:  # the kubelet's files: root-owned, 0644 (defaultMode)
+            data = secrets[volume["secret"]["secretName"]]["data"]
+            for item in volume["secret"]["items"]:
+                (host / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+                (host / item["path"]).chmod(0o644)
         else:  # an emptyDir or a claim, group-owned by fsGroup as the kubelet leaves them (not hostPath PVs)
             os.chown(host, 0, security.get("fsGroup", 0))
             host.chmod(0o2777)
@@ -158,6 +160,8 @@ d=$1 r=$1/bundle/rootfs
 read -r host_pid _ </proc/self/stat # still the host /proc: the PID as the host sees it
 echo "$host_pid" >"$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid"
 ip link set lo up
+# as runc, which makes the mount points that a read-only image lacks (the mounted Secrets at /etc/*-auth)
+while read -r _ dst _; do mkdir -p "$r$dst"; done <"$d/mounts"
 mount --bind "$r" "$r"
 mount -o remount,bind,ro "$r"
 mount -t proc proc "$r/proc"
@@ -255,6 +259,12 @@ runs_unprivileged_as_pid_1() { # command
   fi
 }
 
+password_not_in_cmdline() { # password
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  if grep -qF -- "$1" <<<"$cmdline"; then echo "$cmdline"; return 1; fi
+}
+
 root_is_read_only() { # image
   local out
   if out=$(exec_in "$1" touch /probe 2>&1); then echo "wrote /probe"; return 1; fi
@@ -281,7 +291,10 @@ check_redis() {
   start redis "$log"
   require "$log" "redis: the probes' port 6379 opens (chart's command, args and redis.conf, read-only root)" \
     ready redis 20 || return 0
-  check "redis: PID 1 is redis-server, as uid/gid 999, without capabilities" runs_unprivileged_as_pid_1 redis-server
+  check "redis: PID 1 is redis-server (the chart's shell exec'd it with the mounted password), as uid/gid 999, without capabilities" \
+    runs_unprivileged_as_pid_1 redis-server
+  check "redis: the password is not on PID 1's command line (redis-server's process title replaced it)" \
+    password_not_in_cmdline "$redis_password"
   check "redis: PING with the Secret's password answers PONG (redis-cli in the image)" output_is PONG redis_cli -a "$redis_password" PING
   check "redis: PING without the password is refused" output_is "NOAUTH Authentication required." redis_cli PING
   check "redis: a wrong password is refused" wrong_redis_password_refused
@@ -313,7 +326,7 @@ wrong_password_refused() {
 
 # tests/e2e/cluster.py's query through the pod, with the pod's own credentials
 # shellcheck disable=SC2016
-E2E_PSQL='PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v ON_ERROR_STOP=1 -q -c "$0"'
+E2E_PSQL='PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v ON_ERROR_STOP=1 -q -c "$0"'
 
 check_postgres() {
   local log=$work/postgres.log log2=$work/postgres-restart.log
@@ -337,7 +350,7 @@ check_postgres() {
     output_is 42 psql_as "$postgres_password" "SHOW max_connections"
   check "postgres: the local socket in /var/run/postgresql trusts, as in the official image (kubectl exec psql)" \
     output_is 1 exec_in postgres psql -XtAc "SELECT 1" -U wbc wbc
-  check "postgres: the e2e suite's \`kubectl exec -- sh -c 'PGPASSWORD=\$POSTGRES_PASSWORD psql ...'\` works" \
+  check "postgres: the e2e suite's \`kubectl exec -- sh -c 'PGPASSWORD=\$(cat \$POSTGRES_PASSWORD_FILE) psql ...'\` works" \
     output_is "wbc,wbc" exec_in postgres sh -c "$E2E_PSQL" "COPY (SELECT current_user, current_database()) TO STDOUT WITH CSV"
   check "postgres: a table and a row are written" \
     output_is "$(printf 'CREATE TABLE\nINSERT 0 1')" psql_as "$postgres_password" "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')"

@@ -3,8 +3,9 @@
 # (charts/wbc/ci/local-node-values.yaml), without Docker or a registry, from Debian bookworm's packages:
 #   k8s.local/redis:7.0    redis-server and redis-cli (redis-server, redis-tools 7.0.x)
 #   k8s.local/postgres:15  PostgreSQL 15 (postgresql-15, postgresql-client-15) behind an entrypoint with
-#                          the official image's contract: POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB,
-#                          PGDATA, initdb on an empty PGDATA, container args passed on to postgres
+#                          the official image's contract: POSTGRES_USER, POSTGRES_PASSWORD (or
+#                          POSTGRES_PASSWORD_FILE), POSTGRES_DB, PGDATA, initdb on an empty PGDATA,
+#                          container args passed on to postgres
 # Each holds the binaries, the shared libraries `ldd` lists, the data files the server reads, and
 # busybox-static as /bin/sh. Both run as uid/gid 999 on a read-only root file system and write only to
 # the volumes the chart mounts. The packages come from the host's install when it has them, else from
@@ -206,7 +207,8 @@ write_postgres_entrypoint() { # path
 #!/bin/sh
 # Entrypoint of k8s.local/postgres (scripts/k8s/dependency-images.sh). On an empty PGDATA: initdb with
 # POSTGRES_USER as superuser and POSTGRES_PASSWORD as its password (scram-sha-256 for every TCP
-# connection, trust on the local socket), then POSTGRES_DB. Then, or on an initialised PGDATA at once,
+# connection, trust on the local socket), then POSTGRES_DB. The password may come from the file that
+# POSTGRES_PASSWORD_FILE names instead (a mounted Secret), as in the official image. Then, or on an initialised PGDATA at once,
 # postgres replaces this shell (PID 1, so it gets the stop signal). Arguments that start with "-" go to
 # postgres, as in the official image; any other command runs as it is.
 set -eu
@@ -222,8 +224,17 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
 else
   user=${POSTGRES_USER:-postgres}
   db=${POSTGRES_DB:-$user}
+  # as the official image's file_env: one of the two, the file's trailing newlines dropped; the
+  # password stays a shell variable, never exported to postgres
+  if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+      echo "entrypoint: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (but are exclusive)" >&2
+      exit 1
+    fi
+    POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+  fi
   if [ -z "${POSTGRES_PASSWORD:-}" ]; then
-    echo "entrypoint: POSTGRES_PASSWORD is empty; refusing to create a database without a password" >&2
+    echo "entrypoint: POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) is empty; refusing to create a database without a password" >&2
     exit 1
   fi
   echo "entrypoint: initialising $PGDATA (user $user, database $db)"

@@ -39,6 +39,8 @@ build() { # binary
   mkdir -p "$rootfs/etc" "$rootfs/tmp"
   echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin' >"$rootfs/etc/passwd"
   echo 'nonroot:x:65532:' >"$rootfs/etc/group"
+  # the system's CAs, as distroless has them: rediss:// and sslmode=verify-full trust them without a CA file
+  install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   chroot "$rootfs" /app --version >/dev/null  # the libraries are complete
   umoci repack --image "$layout:$tag" "$work/bundle-$bin"
   umoci config --image "$layout:$tag" --config.user 65532:65532 --config.entrypoint /app \

@@ -156,8 +156,8 @@ class Cluster:
     # ---- PostgreSQL, through kubectl exec ------------------------------------------------------
     def psql(self, sql: str, timeout: float = 60) -> list[list[str]]:
         """Rows of `sql` (CSV through psql in the PostgreSQL pod, with the pod's own credentials)."""
-        script = ('PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" '
-                  '-v ON_ERROR_STOP=1 -q -c "$0"')
+        script = ('PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")" '
+                  'psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v ON_ERROR_STOP=1 -q -c "$0"')
         copy = f"COPY ({sql}) TO STDOUT WITH CSV"
         out = self.kubectl("exec", f"{self.release}-postgresql-0", "-c", "postgresql", "--", "sh", "-c", script, copy,
                            timeout=timeout).stdout

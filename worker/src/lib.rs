@@ -122,10 +122,11 @@ impl Worker {
         let registry = prometheus::Registry::new();
         let metrics = WorkerMetrics::register(&registry)?;
         let queue = ops::QueueGauges::register(&registry)?;
-        let redis = Store::connect(&store.redis_url).await?;
+        // Every setting is checked before either store is contacted.
+        let (redis_endpoint, database) = (store.redis()?, store.database()?);
+        let redis = Store::connect(&redis_endpoint).await?;
         let pool =
-            db::connect(&store.database_url, store.database_max_connections, pipeline.database_statement_timeout)
-                .await?;
+            db::connect_with(database, store.database_max_connections, pipeline.database_statement_timeout).await?;
         db::migrate(&pool).await?;
         let ops = Arc::new(ops::Ops::new(registry, queue, redis.clone(), pool.clone()));
         let retried = Default::default();

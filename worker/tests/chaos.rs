@@ -343,7 +343,8 @@ async fn chaos_of_kills_and_restarts_loses_no_acknowledged_write() {
     chaos.serving(&ledger).await;
     let drain = chaos.drained().await;
     let pool = sqlx::PgPool::connect(&chaos.pg.url()).await.expect("postgres");
-    let store = wbc_core::Store::connect(&chaos.redis.url()).await.expect("redis");
+    let store =
+        wbc_core::Store::connect(&wbc_core::endpoint::RedisEndpoint::new(chaos.redis.url())).await.expect("redis");
     let verdict = verify(&pool, &store, &ledger).await;
     let mut measured = Measured { drain, duplicates: chaos.stale_of_killed, ..Measured::default() };
     for w in &chaos.workers {

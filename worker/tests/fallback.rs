@@ -86,7 +86,8 @@ async fn a_redis_write_stalled_on_a_cut_link_never_lands_over_a_newer_acknowledg
     assert_eq!(stack.put("k", product("before", 0)).await.0, 200);
     stack.drained(Duration::from_secs(10)).await;
     let link = PausableProxy::start(stack.redis.port()).await;
-    let cut_off = stack.another_api(&wbc_core::StoreArgs { redis_url: link.redis_url(), ..stack.store_args() }).await;
+    let cut_off =
+        stack.another_api(&wbc_core::StoreArgs { redis_url: Some(link.redis_url()), ..stack.store_args() }).await;
     assert_eq!(get(&stack, &cut_off.url, "k").await.1["name"], "before", "the proxy does not forward");
 
     // The link stalls: the write reaches Redis's socket, or not, and the API cannot tell.

@@ -80,7 +80,7 @@ async fn dump(pool: &PgPool, redis_url: &str, dir: &Path) {
     let rows: Vec<(String,)> =
         sqlx::query_as(&format!("SELECT j::text FROM ({}) AS t(j)", query.trim())).fetch_all(pool).await.unwrap();
     write_lines(&dir.join("rows.jsonl"), rows.into_iter().map(|(r,)| r));
-    let store = wbc_core::Store::connect(redis_url).await.unwrap();
+    let store = wbc_core::Store::connect(&wbc_core::endpoint::RedisEndpoint::new(redis_url)).await.unwrap();
     let letters: Vec<DeadLetter> = store.dead_letters(None).await.unwrap().into_iter().map(|(_, l)| l).collect();
     let listing = json!({"count": letters.len(), "dead_letters": letters});
     std::fs::write(dir.join("dlq.json"), listing.to_string()).unwrap();

@@ -27,7 +27,7 @@ impl Api {
     pub async fn start(flags: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start();
         let pg = PgServer::start();
-        let store = StoreArgs { redis_url: redis.url(), database_url: pg.url(), database_max_connections: 10 };
+        let store = StoreArgs::new(redis.url(), pg.url());
         let (state, ops): (_, Arc<_>) = wbc_api::connect(&store, pipeline(flags)).await.expect("api connects");
         let app = wbc_api::app(state.clone(), ops.clone(), Duration::from_secs(30));
         Self { redis, pg, app, state, ops }

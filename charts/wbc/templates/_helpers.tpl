@@ -123,108 +123,6 @@ In-cluster DNS name of a Service of this release: (dict "ctx" $ "service" "redis
 {{- end }}
 
 {{/*
-Redis: the Secret holding its password ("" when there is none), and the key in it.
-*/}}
-{{- define "wbc.redis.passwordSecret" -}}
-{{- if .Values.redis.enabled }}
-{{- if .Values.redis.auth.enabled }}
-{{- default (include "wbc.componentName" (dict "ctx" . "component" "redis")) .Values.redis.auth.existingSecret }}
-{{- end }}
-{{- else if .Values.externalRedis.existingSecretPasswordKey }}
-{{- .Values.externalRedis.existingSecret }}
-{{- end }}
-{{- end }}
-
-{{- define "wbc.redis.passwordKey" -}}
-{{- if .Values.redis.enabled }}
-{{- if .Values.redis.auth.existingSecret }}{{ .Values.redis.auth.existingSecretPasswordKey }}{{ else }}password{{ end }}
-{{- else }}
-{{- .Values.externalRedis.existingSecretPasswordKey }}
-{{- end }}
-{{- end }}
-
-{{/*
-PostgreSQL: the Secret holding the password ("" when there is none), and the key in it.
-*/}}
-{{- define "wbc.postgresql.passwordSecret" -}}
-{{- if .Values.postgresql.enabled }}
-{{- default (include "wbc.componentName" (dict "ctx" . "component" "postgresql")) .Values.postgresql.auth.existingSecret }}
-{{- else if and .Values.externalPostgresql.existingSecret .Values.externalPostgresql.existingSecretPasswordKey (not .Values.externalPostgresql.existingSecretUrlKey) }}
-{{- .Values.externalPostgresql.existingSecret }}
-{{- end }}
-{{- end }}
-
-{{- define "wbc.postgresql.passwordKey" -}}
-{{- if .Values.postgresql.enabled }}
-{{- if .Values.postgresql.auth.existingSecret }}{{ .Values.postgresql.auth.existingSecretPasswordKey }}{{ else }}password{{ end }}
-{{- else }}
-{{- .Values.externalPostgresql.existingSecretPasswordKey }}
-{{- end }}
-{{- end }}
-
-{{/*
-The connection settings of the API and worker: REDIS_URL and DATABASE_URL, with the passwords from
-Secrets. PostgreSQL's password goes in PGPASSWORD, which the driver (sqlx, like libpq) uses when the
-URL has none, so that it may hold any character; Redis's is interpolated into the URL with $(VAR).
-*/}}
-{{- define "wbc.connectionEnv" -}}
-{{- $redisSecret := include "wbc.redis.passwordSecret" . }}
-{{- if and (not .Values.redis.enabled) .Values.externalRedis.existingSecretUrlKey }}
-- name: REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.externalRedis.existingSecret }}
-      key: {{ .Values.externalRedis.existingSecretUrlKey }}
-{{- else }}
-{{- $scheme := ternary "rediss" "redis" (and (not .Values.redis.enabled) .Values.externalRedis.tls) }}
-{{- $host := ternary (include "wbc.serviceHost" (dict "ctx" . "service" "redis")) .Values.externalRedis.host .Values.redis.enabled }}
-{{- $port := ternary 6379 .Values.externalRedis.port .Values.redis.enabled }}
-{{- if $redisSecret }}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $redisSecret }}
-      key: {{ include "wbc.redis.passwordKey" . }}
-- name: REDIS_URL
-  value: {{ printf "%s://:$(REDIS_PASSWORD)@%s:%v" $scheme $host $port | quote }}
-{{- else }}
-- name: REDIS_URL
-  value: {{ printf "%s://%s:%v" $scheme $host $port | quote }}
-{{- end }}
-{{- end }}
-{{- $pgSecret := include "wbc.postgresql.passwordSecret" . }}
-{{- if and (not .Values.postgresql.enabled) .Values.externalPostgresql.existingSecretUrlKey }}
-- name: DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.externalPostgresql.existingSecret }}
-      key: {{ .Values.externalPostgresql.existingSecretUrlKey }}
-{{- else }}
-{{- $pg := .Values.externalPostgresql }}
-{{- $host := $pg.host }}
-{{- $port := $pg.port }}
-{{- $user := $pg.username }}
-{{- $database := $pg.database }}
-{{- if .Values.postgresql.enabled }}
-{{- $host = include "wbc.serviceHost" (dict "ctx" . "service" "postgresql") }}
-{{- $port = 5432 }}
-{{- $user = .Values.postgresql.auth.username }}
-{{- $database = .Values.postgresql.auth.database }}
-{{- end }}
-{{- $query := ternary (printf "?%s" $pg.parameters) "" (and (not .Values.postgresql.enabled) (ne $pg.parameters "")) }}
-- name: DATABASE_URL
-  value: {{ printf "postgres://%s@%s:%v/%s%s" $user $host $port $database $query | quote }}
-{{- if $pgSecret }}
-- name: PGPASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $pgSecret }}
-      key: {{ include "wbc.postgresql.passwordKey" . }}
-{{- end }}
-{{- end }}
-{{- end }}
-
-{{/*
 The environment of the API and worker that does not come from the WriteBehindCache: connections,
 logs and traces. (dict "ctx" $ "component" .Values.api)
 */}}
@@ -264,16 +162,6 @@ The ConfigMap the API and worker read their pipeline settings from, rendered by 
 - configMapRef:
     name: {{ include "wbc.configMapName" . }}
     optional: {{ not .Values.cache.waitForConfig }}
-{{- end }}
-
-{{/*
-sha256 of the chart-managed configuration the API and worker read: their connection settings and the
-passwords given in values (a generated password is stable, so it is left out). It rolls their pods when
-either changes.
-*/}}
-{{- define "wbc.connectionChecksum" -}}
-{{- $auth := dict "postgresql" .Values.postgresql.auth "redis" .Values.redis.auth }}
-{{- print (include "wbc.connectionEnv" .) (toJson $auth) | sha256sum }}
 {{- end }}
 
 {{/*

@@ -4,7 +4,7 @@ use std::time::Duration;
 use redis::{Script, aio::ConnectionManager};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ProductInput, Record, Result};
+use crate::{Error, ProductInput, Record, Result, endpoint::RedisEndpoint};
 
 /// Key names under the `write_behind:` prefix.
 pub mod keys {
@@ -142,15 +142,21 @@ fn decode(id: &str, data: &str, deleted: &str, version: &str) -> Result<Record> 
 }
 
 impl Store {
-    /// Connects with timeouts, so a dead Redis fails requests instead of hanging them.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
+    /// Connects with timeouts, so a dead Redis fails requests instead of hanging them. A refusal
+    /// at start (authentication, TLS, no answer) is an `Error::Connect` that says which.
+    pub async fn connect(endpoint: &RedisEndpoint) -> Result<Self> {
+        let client = endpoint.client()?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2);
-        let mut conn = ConnectionManager::new_with_config(client, config).await?;
-        let clock = std::sync::Arc::new(clock::RedisClock::measure(&mut conn).await?);
+        let refused = |e: redis::RedisError| Error::connect_redis(endpoint, e);
+        let mut conn = ConnectionManager::new_with_config(client, config).await.map_err(refused)?;
+        let clock = clock::RedisClock::measure(&mut conn).await.map_err(|e| match e {
+            Error::Redis(e) => refused(e),
+            e => e,
+        })?;
+        let clock = std::sync::Arc::new(clock);
         Ok(Self {
             conn,
             scripts: std::sync::Arc::new(Scripts::load()),

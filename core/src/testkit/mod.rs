@@ -3,7 +3,10 @@
 //! The chaos verdict lives here too, so that the Rust tests and `wbc-verify` share one copy.
 pub mod evidence;
 pub mod ledger;
+mod tls;
 pub mod verdict;
+
+pub use tls::{Certificates, PgAuth};
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -72,6 +75,8 @@ pub struct RedisServer {
     dir: TempDir,
     port: u16,
     args: Vec<String>,
+    /// Listens with TLS only (`--tls-port`, and `--port 0`).
+    tls: bool,
 }
 
 impl RedisServer {
@@ -83,15 +88,20 @@ impl RedisServer {
     /// Redis with extra `redis-server` arguments, e.g. `--appendonly yes --appendfsync always`.
     pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::Builder::new().prefix("wbc-redis-").tempdir().expect("tempdir");
-        let mut server =
-            Self { child: None, dir, port: free_port(), args: args.iter().map(|s| s.to_string()).collect() };
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let mut server = Self { child: None, dir, port: free_port(), args, tls: false };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.arg("--port").arg(self.port.to_string()).arg("--bind").arg("127.0.0.1");
+        let port = self.port.to_string();
+        match self.tls {
+            true => cmd.args(["--port", "0", "--tls-port", &port]),
+            false => cmd.args(["--port", &port]),
+        };
+        cmd.arg("--bind").arg("127.0.0.1");
         cmd.arg("--dir").arg(self.dir.path()).arg("--daemonize").arg("no").arg("--logfile").arg("redis.log");
         cmd.args(&self.args).stdout(Stdio::null()).stderr(Stdio::null());
         as_service(&mut cmd, None);
@@ -99,8 +109,9 @@ impl RedisServer {
         wait_for_port(self.port, "redis-server");
     }
 
+    /// `redis://`, or `rediss://` for a server started with TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", if self.tls { "rediss" } else { "redis" }, self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -192,10 +203,19 @@ pub struct PgServer {
     bindir: PathBuf,
     user: Option<User>,
     paused: bool,
+    /// More `postgres` arguments, e.g. `-c ssl=on`.
+    args: Vec<String>,
 }
 
 impl PgServer {
     pub fn start() -> Self {
+        let mut server = Self::create();
+        server.spawn();
+        server
+    }
+
+    /// A copy of the template, not yet running.
+    fn create() -> Self {
         let bindir = pg_bindir();
         let user = pg_user();
         let template = template(&bindir, user.as_ref());
@@ -203,16 +223,14 @@ impl PgServer {
         give_to(dir.path(), user.as_ref());
         let status = Command::new("cp").arg("-a").arg(&template).arg(dir.path().join("data")).status().expect("cp");
         assert!(status.success(), "copying the PostgreSQL template failed");
-        let mut server = Self { child: None, dir, port: free_port(), bindir, user, paused: false };
-        server.spawn();
-        server
+        Self { child: None, dir, port: free_port(), bindir, user, paused: false, args: Vec::new() }
     }
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(self.bindir.join("postgres"));
         cmd.arg("-D").arg(self.dir.path().join("data")).arg("-p").arg(self.port.to_string());
         cmd.arg("-k").arg(self.dir.path()).args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
-        cmd.args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
+        cmd.args(["-c", "full_page_writes=off", "-c", "max_connections=200"]).args(&self.args);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         as_service(&mut cmd, self.user.as_ref());
         self.child = Some(cmd.spawn().expect("postgres runs"));

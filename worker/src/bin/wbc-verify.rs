@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use wbc_core::{
     Store,
+    endpoint::RedisEndpoint,
     testkit::{
         evidence::{self, DeadLetters, Rows},
         ledger::Ledger,
@@ -60,7 +61,9 @@ impl Args {
             (None, None) => unreachable!("clap requires one source of rows"),
         };
         let dead_letters = match (redis_url, dead_letters) {
-            (Some(url), _) => DeadLetters::read(&Store::connect(&url).await?).await.context("reading dead letters")?,
+            (Some(url), _) => DeadLetters::read(&Store::connect(&RedisEndpoint::new(url)).await?)
+                .await
+                .context("reading dead letters")?,
             (None, Some(path)) => DeadLetters::read_listing(&path)?,
             (None, None) => unreachable!("clap requires one source of dead letters"),
         };

@@ -29,6 +29,8 @@ pub struct Stack {
     pub pool: wbc_core::PgPool,
     /// The same flags go to the API and to every worker.
     pub flags: Vec<(String, String)>,
+    /// How the stack's own API reaches the stores.
+    store: StoreArgs,
     api_task: tokio::task::JoinHandle<()>,
 }
 
@@ -39,14 +41,20 @@ impl Stack {
 
     pub async fn start_with_redis(redis: RedisServer, flags: &[(&str, &str)]) -> Self {
         let pg = PgServer::start();
+        let store = store_args(&redis, &pg);
+        Self::start_with_stores(redis, pg, store, flags).await
+    }
+
+    /// A stack on these servers, which its API reaches as `store` says (TLS, credentials).
+    pub async fn start_with_stores(redis: RedisServer, pg: PgServer, store: StoreArgs, flags: &[(&str, &str)]) -> Self {
         let flags: Vec<(String, String)> = flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (api, pool, api_task) = serve_api(&store_args(&redis, &pg), &flags).await;
-        Self { redis, pg, api, http: reqwest::Client::new(), pool, flags, api_task }
+        let (api, pool, api_task) = serve_api(&store, &flags).await;
+        Self { redis, pg, api, http: reqwest::Client::new(), pool, flags, store, api_task }
     }
 
     /// The stores as the stack's own API reaches them; a test may change a field for another API.
     pub fn store_args(&self) -> StoreArgs {
-        store_args(&self.redis, &self.pg)
+        self.store.clone()
     }
 
     /// Another API process of the same deployment (in-process, with the stack's flags), as a second
@@ -103,7 +111,7 @@ impl Stack {
 }
 
 fn store_args(redis: &RedisServer, pg: &PgServer) -> StoreArgs {
-    StoreArgs { redis_url: redis.url(), database_url: pg.url(), database_max_connections: 20 }
+    StoreArgs { database_max_connections: 20, ..StoreArgs::new(redis.url(), pg.url()) }
 }
 
 async fn serve_api(

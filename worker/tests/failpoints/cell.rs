@@ -271,7 +271,7 @@ impl Lane {
     /// Connects to the lane's Redis and PostgreSQL.
     pub async fn connect(redis: RedisServer, pg_url: String) -> Self {
         let pool = sqlx::PgPool::connect(&pg_url).await.expect("postgres");
-        let store = Store::connect(&redis.url()).await.expect("redis");
+        let store = Store::connect(&wbc_core::endpoint::RedisEndpoint::new(redis.url())).await.expect("redis");
         Self { redis, pg_url, pool, store }
     }
 

@@ -51,10 +51,7 @@ async fn a_database_outage_is_retried_until_it_ends_and_nothing_is_dead_lettered
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_record_is_dead_lettered_while_the_rest_of_its_batch_persists() {
     let stack = Stack::start(FAST_RETRY).await;
-    sqlx::query("ALTER TABLE products ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    stack.refuse_poison().await;
     write_many(&stack, "good", 99).await;
     let (_, poison) = stack.put("bad-1", product("poison", 1)).await;
     // Every key is due before the worker starts, so the poison record shares a batch with the rest.
@@ -89,10 +86,7 @@ async fn a_poison_record_is_dead_lettered_while_the_rest_of_its_batch_persists()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replayed_dead_letter_never_overwrites_a_newer_write() {
     let stack = Stack::start(FAST_RETRY).await;
-    sqlx::query("ALTER TABLE products ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    stack.refuse_poison().await;
     let _worker = stack.spawn_worker("w1");
     stack.put("k", product("poison", 1)).await;
     stack.put("j", product("poison", 1)).await;
@@ -268,13 +262,7 @@ async fn with_the_write_through_fallback_writes_reach_postgres_while_redis_is_do
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_hands_back_a_batch_that_outlasts_the_grace_period() {
     let stack = Stack::start(&[("flush-interval", "10ms")]).await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(30); RETURN NULL; END'; \
-         CREATE TRIGGER slow AFTER INSERT ON products FOR EACH STATEMENT EXECUTE FUNCTION slow()",
-    )
-    .execute(&stack.pool)
-    .await
-    .unwrap();
+    stack.slow_inserts().await;
     write_many(&stack, "slow", 50).await;
     let mut worker = WorkerProc::spawn(&stack, "w1", &[("SHUTDOWN_GRACE", "300ms")]);
     let claimed =

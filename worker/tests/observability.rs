@@ -53,10 +53,7 @@ async fn every_metric_moves_and_every_dashboard_query_returns_data() {
         ("retry-initial-delay", "10ms"),
     ])
     .await;
-    sqlx::query("ALTER TABLE products ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    stack.refuse_poison().await;
     let w1 = stack.spawn_worker("w1");
     let w2 = WorkerProc::spawn(&stack, "w2", &[("SIMULATE_DB_FAILURE", "true"), ("FAILURE_RATE", "0.3")]);
     w1.ready().await;

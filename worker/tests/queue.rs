@@ -24,13 +24,7 @@ async fn queued_keys(stack: &Stack) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn handing_a_batch_back_never_overfills_the_queue() {
     let stack = Stack::start(&[("flush-interval", "10ms"), ("queue-capacity", "3")]).await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(30); RETURN NULL; END'; \
-         CREATE TRIGGER slow AFTER INSERT ON products FOR EACH STATEMENT EXECUTE FUNCTION slow()",
-    )
-    .execute(&stack.pool)
-    .await
-    .unwrap();
+    stack.slow_inserts().await;
     for i in 0..3 {
         assert_eq!(stack.put(&format!("a-{i}"), product("a", i)).await.0, 200);
     }
@@ -52,10 +46,7 @@ async fn a_replay_into_a_full_queue_keeps_the_dead_letters() {
     let mut flags = FAST_RETRY.to_vec();
     flags.push(("queue-capacity", "2"));
     let stack = Stack::start(&flags).await;
-    sqlx::query("ALTER TABLE products ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    stack.refuse_poison().await;
     let mut worker = stack.spawn_worker("w1");
     stack.put("p-1", product("poison", 1)).await;
     stack.put("p-2", product("poison", 2)).await;
@@ -80,10 +71,7 @@ async fn a_dead_lettered_write_is_not_served_as_if_it_were_stored() {
     let _worker = stack.spawn_worker("w1");
     let (_, stored) = stack.put("d-1", product("stored", 1)).await;
     stack.drained(Duration::from_secs(60)).await;
-    sqlx::query("ALTER TABLE products ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    stack.refuse_poison().await;
     stack.put("d-1", product("poison", 2)).await;
     stack.put("d-2", product("poison", 3)).await;
     let parked = wait_until(Duration::from_secs(60), || async {

@@ -99,6 +99,25 @@ impl Stack {
         assert!(q.is_some(), "queue did not drain within {within:?}: {}", self.queue().await);
     }
 
+    /// Makes every insert into `products` hang for 30 s, so that a batch stays in flight.
+    pub async fn slow_inserts(&self) {
+        sqlx::raw_sql(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM pg_sleep(30); RETURN NULL; END'; \
+             CREATE TRIGGER slow AFTER INSERT ON products FOR EACH STATEMENT EXECUTE FUNCTION slow()",
+        )
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    /// Makes PostgreSQL refuse, for good, every product named `poison` (constraint `no_poison`).
+    pub async fn refuse_poison(&self) {
+        sqlx::query("ALTER TABLE products ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     /// Every row PostgreSQL holds: id -> (version, name, quantity, deleted).
     pub async fn rows(&self) -> HashMap<String, (i64, String, i64, bool)> {
         let rows: Vec<(String, i64, String, i32, bool)> =

@@ -11,9 +11,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import NAMESPACE, render, tool
+from conftest import NAMESPACE, one, render, tool
 
 ANYWHERE = ("0.0.0.0-255.255.255.255", "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
 API, WORKER, CONTROLLER = (f"{NAMESPACE}/wbc-{c}[Deployment]" for c in ("api", "worker", "controller"))
@@ -151,3 +152,13 @@ def test_traces_open_the_collector_s_port_and_no_scraping_namespace_leaves_the_m
         for address in ANYWHERE:
             want |= tcp(client, address, 4318)
     assert_exactly(connectivity(values), want)
+
+
+@pytest.mark.parametrize("endpoint,port", [
+    ("http://otel-collector.observability:4318", 4318), ("http://[fd00::1]:4317/v1", 4317),
+    ("https://otel.example.com", 443), ("http://[fd00::1]", 80),
+])
+def test_the_collector_s_port_comes_from_the_endpoint_s_url_else_from_its_scheme(endpoint, port):
+    for component in ("api", "worker"):
+        egress = one(render({"tracing": {"otlpEndpoint": endpoint}}), "NetworkPolicy", f"wbc-{component}")["spec"]["egress"]
+        assert {"ports": [{"protocol": "TCP", "port": port}]} in egress, egress

@@ -79,8 +79,9 @@ when they send none.
 {{- define "wbc.np.otlpPort" -}}
 {{- with include "wbc.otlpEndpoint" . }}
 {{- $url := urlParse . }}
-{{- $hostPort := splitList ":" $url.host }}
-{{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end }}
+{{- /* the host's trailing ":port" (an IPv6 address in brackets has colons of its own) */}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" }}
+{{- if $port }}{{ $port }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end }}
 {{- end }}
 {{- end }}
 

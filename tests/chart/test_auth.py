@@ -87,6 +87,10 @@ def test_the_products_token_is_off_by_default_and_made_or_taken_like_the_admin_t
 
 @pytest.mark.parametrize("values,field", [
     ({"api": {"adminToken": {"existingSecretKey": ""}}}, "/api/adminToken/existingSecretKey"),
+    ({"api": {"extraEnv": [{"name": "ADMIN_TOKEN", "value": "x" * 32}]}},
+     "api.extraEnv: ADMIN_TOKEN comes from a mounted Secret; name your own with api.adminToken.existingSecret"),
+    ({"api": {"extraEnv": [{"name": "PRODUCTS_TOKEN_FILE", "value": "/t"}]}},
+     "api.extraEnv: PRODUCTS_TOKEN_FILE comes from a mounted Secret; name your own with api.productsToken.existingSecret"),
     ({"api": {"productsToken": {"enabled": "yes"}}}, "/api/productsToken/enabled"),
     ({"api": {"adminToken": {"token": "inline"}}}, "additional properties 'token' not allowed"),
 ])

@@ -18,6 +18,12 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("content-type: must be application/json")]
     NotJson,
+    /// 401 with `WWW-Authenticate: Bearer`: no bearer token, or a header that is not one.
+    #[error("authorization: {0}")]
+    Unauthenticated(String),
+    /// 403: a bearer token that is not the route's, or routes disabled for want of a token.
+    #[error("authorization: {0}")]
+    Forbidden(String),
     /// 404: no such product.
     #[error("product {0} not found")]
     NotFound(String),
@@ -62,7 +68,7 @@ impl ApiError {
             Self::QueueFull { .. } => "overflow",
             Self::Unavailable("redis") => "redis_down",
             Self::Unavailable(_) => "postgres_down",
-            Self::NotFound(_) | Self::Internal(_) => "other",
+            Self::NotFound(_) | Self::Internal(_) | Self::Unauthenticated(_) | Self::Forbidden(_) => "other",
         }
     }
 }
@@ -73,6 +79,8 @@ impl IntoResponse for ApiError {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::QueueFull { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(detail) => {
@@ -81,12 +89,20 @@ impl IntoResponse for ApiError {
             }
         };
         let mut body = json!({ "error": self.to_string() });
-        if let Self::Invalid { field, .. } = &self {
-            body["field"] = json!(field);
+        match &self {
+            Self::Invalid { field, .. } => body["field"] = json!(field),
+            Self::Unauthenticated(_) | Self::Forbidden(_) => body["field"] = json!("authorization"),
+            _ => {}
         }
         let mut response = (status, Json(body)).into_response();
-        if let Self::QueueFull { retry_after_secs, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Self::QueueFull { retry_after_secs, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::Unauthenticated(_) => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }

@@ -1,5 +1,6 @@
 //! The HTTP API of wbc: products written to Redis and queued for the worker, or written through.
 mod admin;
+pub mod auth;
 mod error;
 mod metrics;
 mod persisted;
@@ -14,6 +15,7 @@ use tower::{ServiceBuilder, util::MapResponseLayer};
 use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
+pub use auth::{Access, AuthArgs};
 pub use error::{ApiError, Result};
 pub use metrics::ApiMetrics;
 
@@ -42,6 +44,8 @@ pub struct Args {
     #[arg(long, env = "API_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -74,16 +78,17 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The whole API, operational endpoints included.
-pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Router {
+/// The whole API, operational endpoints included; `access` says which tokens the admin and product
+/// routes need (the operational endpoints need none).
+pub fn app(state: AppState, ops: Arc<ops::Ops>, access: &Access, request_timeout: Duration) -> Router {
     let draining = ops.draining.clone();
     // `Router::layer` wraps each route in a boxed service of its own, cloned for every request:
     // the two layers that need the matched route go in as one, the others wrap the router once.
     let per_route =
         ServiceBuilder::new().layer(trace::layer()).layer(metrics::TrackLayer(state.metrics.request_duration.clone()));
     let routes = Router::new()
-        .merge(products::router())
-        .merge(admin::router())
+        .merge(access.guard_products(products::router(), &state.metrics.auth_failures))
+        .merge(access.guard_admin(admin::router(), &state.metrics.auth_failures))
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(per_route)
         .with_state(state)
@@ -147,9 +152,13 @@ impl Args {
     /// Serves until Ctrl-C or SIGTERM, keeps serving as unready for the shutdown delay, then drains
     /// open requests.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, store, pipeline, log } = self;
+        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, auth, store, pipeline, log } = self;
         let _telemetry = log.init("wbc-api")?;
         let pipeline = pipeline.validate()?;
+        let access = auth.access()?;
+        if access.admin.is_none() {
+            tracing::warn!("no ADMIN_TOKEN or ADMIN_TOKEN_FILE: /admin/* is disabled, every request to it gets 403");
+        }
         tracing::info!(?pipeline, "starting wbc-api");
         let (state, ops) = connect(&store, pipeline).await?;
         let listener = tokio::net::TcpListener::bind(listen_addr).await?;
@@ -161,7 +170,7 @@ impl Args {
             tracing::info!(delay = ?shutdown_delay, "shutting down: unready, still serving");
             tokio::time::sleep(shutdown_delay).await;
         };
-        axum::serve(listener, app(state, ops, request_timeout)).with_graceful_shutdown(stop).await?;
+        axum::serve(listener, app(state, ops, &access, request_timeout)).with_graceful_shutdown(stop).await?;
         tracing::info!("stopped");
         Ok(())
     }

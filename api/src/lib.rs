@@ -2,16 +2,22 @@
 mod admin;
 mod error;
 mod metrics;
+pub mod openapi;
 mod persisted;
 mod products;
 mod trace;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, http::header};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::header,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
 use clap::Parser;
 use tower::{ServiceBuilder, util::MapResponseLayer};
-use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
 pub use error::{ApiError, Result};
@@ -81,15 +87,15 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
     // the two layers that need the matched route go in as one, the others wrap the router once.
     let per_route =
         ServiceBuilder::new().layer(trace::layer()).layer(metrics::TrackLayer(state.metrics.request_duration.clone()));
-    let routes = Router::new()
-        .merge(products::router())
-        .merge(admin::router())
-        .fallback(|| async { ApiError::NotFound("route".into()) })
+    let (api, _) = openapi::routes().split_for_parts();
+    let routes = api
+        .fallback(|| async { ApiError::NoRoute })
         .layer(per_route)
         .with_state(state)
-        .merge(ops::router(ops));
+        .merge(ops::router(ops))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     let whole = ServiceBuilder::new()
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(MapResponseLayer::new(move |mut response: axum::response::Response| {
             // while draining, clients reconnect (through the Service, to another pod) after each answer
@@ -100,6 +106,14 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
         }))
         .service(routes);
     Router::new().fallback_service(whole)
+}
+
+/// Answers 408 with the JSON error body when a request takes longer than `timeout`.
+async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::TimedOut(timeout).into_response(),
+    }
 }
 
 /// Connects to Redis and PostgreSQL, applies migrations and builds the state.

@@ -67,8 +67,16 @@ impl Record {
 /// Parses and validates a JSON body that is exactly one JSON value; errors name the offending
 /// field, or `body`.
 pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
+    let input: ProductInput = parse_json(body)?;
+    input.validate()?;
+    Ok(input)
+}
+
+/// Parses a JSON body that is exactly one JSON value of `T`; errors name the offending field, or
+/// `body`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let input: ProductInput = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match path.as_str() {
@@ -82,8 +90,7 @@ pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
     })?;
     // Anything but whitespace after the value makes the body something other than one JSON value.
     de.end().map_err(|e| Error::invalid("body", e.to_string()))?;
-    input.validate()?;
-    Ok(input)
+    Ok(value)
 }
 
 /// An error's message without the " at line 1 column 30" that serde_json adds.

@@ -89,3 +89,42 @@ async fn a_request_not_answered_in_time_is_refused_naming_request() {
     let answer = api.send(request("POST", "/products", Some("application/json"), endless)).await;
     assert_refused("a body that never ends", (answer.0, answer.1), 408, "request");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_naming_body() {
+    let api = Api::start(&[]).await;
+    // serde reads a struct from an array of its fields too; a product is an object with named fields.
+    for body in [r#"["Widget", 1, 1]"#, "[null, null]", "[]", r#""Widget""#, "1", "null"] {
+        assert_refused(body, api.call("PUT", "/products/seed-001", Some(body)).await, 400, "body");
+        assert_refused(body, api.call("POST", "/products", Some(body)).await, 400, "body");
+    }
+    for body in [r#"["seed-001"]"#, "[]", "1"] {
+        assert_refused(body, api.call("POST", "/admin/dlq/replay", Some(body)).await, 400, "body");
+    }
+    assert!(api.pg_snapshot().await.is_empty());
+    assert_eq!(api.call("GET", "/products/seed-001", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn an_unknown_field_without_a_name_is_refused_naming_body() {
+    let api = Api::start(&[]).await;
+    let body = r#"{"": 1, "name": "a", "price": 1, "quantity": 1}"#;
+    assert_refused("an empty field name", api.call("POST", "/products", Some(body)).await, 400, "body");
+    let body = r#"{"": "seed-001"}"#;
+    assert_refused("an empty field name", api.call("POST", "/admin/dlq/replay", Some(body)).await, 400, "body");
+}
+
+#[tokio::test]
+async fn a_quantity_is_accepted_in_any_spelling_of_an_integer() {
+    let api = Api::start(&[]).await;
+    let put = |quantity: &str| format!(r#"{{"name": "a", "price": 1, "quantity": {quantity}}}"#);
+    // JSON has one kind of number: 30648.0 is the integer 30648, as JSON Schema's `integer` says.
+    for (spelling, want) in [("30648.0", 30648), ("3e2", 300), ("1E+2", 100), ("2.5e1", 25), ("-0", 0), ("0.0e5", 0)] {
+        let (status, json) = api.call("PUT", "/products/q-1", Some(&put(spelling))).await;
+        assert_eq!((status, &json["quantity"]), (200, &Value::from(want)), "{spelling}: {json}");
+        assert_eq!(api.call("GET", "/products/q-1", None).await.1["quantity"], want, "{spelling}");
+    }
+    for spelling in ["1.5", "1e-1", "2147483648", "2.147483648e9", "-1", "-1.0", "1e400", "\"1\""] {
+        assert_refused(spelling, api.call("PUT", "/products/q-2", Some(&put(spelling))).await, 400, "quantity");
+    }
+}

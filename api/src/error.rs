@@ -19,6 +19,12 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("content-type: must be application/json")]
     NotJson,
+    /// 401 with `WWW-Authenticate: Bearer`: no bearer token, or a header that is not one.
+    #[error("authorization: {0}")]
+    Unauthenticated(String),
+    /// 403: a bearer token that is not the route's, or routes disabled for want of a token.
+    #[error("authorization: {0}")]
+    Forbidden(String),
     /// 404: no such product.
     #[error("id: product {0} not found")]
     NotFound(String),
@@ -72,9 +78,13 @@ impl ApiError {
             Self::QueueFull { .. } => "overflow",
             Self::Unavailable("redis") => "redis_down",
             Self::Unavailable(_) => "postgres_down",
-            Self::NotFound(_) | Self::NoRoute | Self::MethodNotAllowed | Self::TimedOut(_) | Self::Internal(_) => {
-                "other"
-            }
+            Self::NotFound(_)
+            | Self::NoRoute
+            | Self::MethodNotAllowed
+            | Self::TimedOut(_)
+            | Self::Internal(_)
+            | Self::Unauthenticated(_)
+            | Self::Forbidden(_) => "other",
         }
     }
 
@@ -88,6 +98,7 @@ impl ApiError {
             Self::NoRoute => Some("path"),
             Self::MethodNotAllowed => Some("method"),
             Self::TimedOut(_) => Some("request"),
+            Self::Unauthenticated(_) | Self::Forbidden(_) => Some("authorization"),
             Self::QueueFull { .. } | Self::Unavailable(_) | Self::Internal(_) => None,
         }
     }
@@ -99,6 +110,8 @@ impl IntoResponse for ApiError {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
@@ -113,8 +126,14 @@ impl IntoResponse for ApiError {
             body["field"] = json!(field);
         }
         let mut response = (status, Json(body)).into_response();
-        if let Self::QueueFull { retry_after_secs, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Self::QueueFull { retry_after_secs, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::Unauthenticated(_) => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }

@@ -1,5 +1,6 @@
 //! The HTTP API of wbc: products written to Redis and queued for the worker, or written through.
 mod admin;
+pub mod auth;
 mod error;
 mod metrics;
 pub mod openapi;
@@ -20,6 +21,7 @@ use clap::Parser;
 use tower::{ServiceBuilder, util::MapResponseLayer};
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
+pub use auth::{Access, AuthArgs};
 pub use error::{ApiError, Result};
 pub use metrics::ApiMetrics;
 
@@ -48,6 +50,8 @@ pub struct Args {
     #[arg(long, env = "API_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -80,15 +84,21 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The whole API, operational endpoints included.
-pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Router {
+/// The whole API, operational endpoints included; `access` says which tokens the admin and product
+/// routes need (the operational endpoints need none).
+pub fn app(state: AppState, ops: Arc<ops::Ops>, access: &Access, request_timeout: Duration) -> Router {
     let draining = ops.draining.clone();
     // `Router::layer` wraps each route in a boxed service of its own, cloned for every request:
     // the two layers that need the matched route go in as one, the others wrap the router once.
     let per_route =
         ServiceBuilder::new().layer(trace::layer()).layer(metrics::TrackLayer(state.metrics.request_duration.clone()));
-    let (api, _) = openapi::routes().split_for_parts();
-    let routes = api
+    // The routes come from the same annotated routers as the document (`openapi::routes`).
+    let (products, _) = products::router().split_for_parts();
+    let (admin, _) = admin::router().split_for_parts();
+    let routes = Router::new()
+        .merge(access.guard_products(products, &state.metrics.auth_failures))
+        .merge(access.guard_admin(admin, &state.metrics.auth_failures))
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NoRoute })
         .layer(per_route)
         .with_state(state)
@@ -161,9 +171,13 @@ impl Args {
     /// Serves until Ctrl-C or SIGTERM, keeps serving as unready for the shutdown delay, then drains
     /// open requests.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, store, pipeline, log } = self;
+        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, auth, store, pipeline, log } = self;
         let _telemetry = log.init("wbc-api")?;
         let pipeline = pipeline.validate()?;
+        let access = auth.access()?;
+        if access.admin.is_none() {
+            tracing::warn!("no ADMIN_TOKEN or ADMIN_TOKEN_FILE: /admin/* is disabled, every request to it gets 403");
+        }
         tracing::info!(?pipeline, "starting wbc-api");
         let (state, ops) = connect(&store, pipeline).await?;
         let listener = tokio::net::TcpListener::bind(listen_addr).await?;
@@ -175,7 +189,7 @@ impl Args {
             tracing::info!(delay = ?shutdown_delay, "shutting down: unready, still serving");
             tokio::time::sleep(shutdown_delay).await;
         };
-        axum::serve(listener, app(state, ops, request_timeout)).with_graceful_shutdown(stop).await?;
+        axum::serve(listener, app(state, ops, &access, request_timeout)).with_graceful_shutdown(stop).await?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -21,8 +21,10 @@ fn assert_refused(what: &str, (status, json): (u16, Value), want: u16, field: &s
     assert!(error.starts_with(&format!("{field}: ")), "{what}: {json}");
 }
 
+/// A request with the admin token, so that only what the test varies is refused.
 fn request(method: &str, uri: &str, content_type: Option<&str>, body: Body) -> Request<Body> {
-    let req = Request::builder().method(method).uri(uri);
+    let bearer = format!("Bearer {}", wbc_core::testkit::ADMIN_TOKEN);
+    let req = Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, bearer);
     let req = match content_type {
         Some(ct) => req.header(header::CONTENT_TYPE, ct),
         None => req,
@@ -83,7 +85,8 @@ async fn an_id_that_is_not_utf8_is_refused_naming_id() {
 #[tokio::test]
 async fn a_request_not_answered_in_time_is_refused_naming_request() {
     let mut api = Api::start(&[]).await;
-    api.app = wbc_api::app(api.state.clone(), api.ops.clone(), Duration::from_millis(200));
+    let access = wbc_api::Access::new(Some(wbc_core::testkit::ADMIN_TOKEN), None).unwrap();
+    api.app = wbc_api::app(api.state.clone(), api.ops.clone(), &access, Duration::from_millis(200));
     // A body that never ends: the handler waits for it until the timeout answers.
     let endless = Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
     let answer = api.send(request("POST", "/products", Some("application/json"), endless)).await;

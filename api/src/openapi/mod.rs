@@ -59,6 +59,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     routes
 }
 
+/// The route of `/openapi.json`.
+pub(crate) fn router() -> axum::Router<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi_json)).split_for_parts().0
+}
+
 /// The whole document.
 pub fn document() -> Document {
     routes().into_openapi()

@@ -131,3 +131,22 @@ async fn a_quantity_is_accepted_in_any_spelling_of_an_integer() {
         assert_refused(spelling, api.call("PUT", "/products/q-2", Some(&put(spelling))).await, 400, "quantity");
     }
 }
+
+#[tokio::test]
+async fn a_query_parameter_without_a_name_is_refused_naming_query() {
+    let api = Api::start(&[]).await;
+    for uri in ["/admin/dlq?=5", "/admin/dlq?limit=5&=x", "/admin/dlq?&="] {
+        assert_refused(uri, api.call("GET", uri, None).await, 400, "query");
+    }
+    assert_refused("colour", api.call("GET", "/admin/dlq?colour=red", None).await, 400, "colour");
+}
+
+#[tokio::test]
+async fn a_replay_names_an_id_or_none_and_null_is_refused_naming_id() {
+    let api = Api::start(&[]).await;
+    // `{}` or no body replays every dead letter; an id that is null is neither, and is refused.
+    assert_refused("id null", api.call("POST", "/admin/dlq/replay", Some(r#"{"id": null}"#)).await, 400, "id");
+    assert_refused("id 5", api.call("POST", "/admin/dlq/replay", Some(r#"{"id": 5}"#)).await, 400, "id");
+    assert_eq!(api.call("POST", "/admin/dlq/replay", Some("{}")).await.0, 200);
+    assert_eq!(api.call("POST", "/admin/dlq/replay", Some(r#"{"id": "seed-001"}"#)).await.0, 200);
+}

@@ -100,7 +100,9 @@ async fn dead_letters(
 ) -> Result<Json<DeadLetters>> {
     let bad = |field: &str, reason: String| ApiError::Invalid { field: field.into(), reason };
     if let Some(unknown) = query.keys().find(|k| *k != "limit") {
-        return Err(bad(unknown, "unknown query parameter; only limit is accepted".into()));
+        // a parameter without a name (`?=5`) is the query string's fault
+        let field = if unknown.is_empty() { "query" } else { unknown };
+        return Err(bad(field, "unknown query parameter; only limit is accepted".into()));
     }
     let limit = match query.get("limit") {
         None => DEFAULT_LIST,
@@ -120,9 +122,15 @@ async fn dead_letters(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplayRequest {
-    /// Replays this key's dead letters only.
+    /// Replays this key's dead letters only. Absent, not null, for all of them.
     #[schema(schema_with = schemas::id)]
+    #[serde(default, deserialize_with = "present")]
     id: Option<String>,
+}
+
+/// A field that, when present, holds a value: `null` is refused, as the document says.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Puts dead letters back into the queue: all of them, or one key's.

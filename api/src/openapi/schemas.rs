@@ -228,7 +228,7 @@ named_schema!(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .min_length(Some(1))
-                    .description(Some("What is refused: a field of the body, `id`, `limit`, `body`, `content-type`, `authorization`, `method`, `request`"))
+                    .description(Some("What is refused: a field of the body, `id`, `limit`, `query`, `body`, `content-type`, `authorization`, `method`, `path`, `request`"))
                     .into()
             ),
         ]

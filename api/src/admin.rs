@@ -135,8 +135,8 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 
 /// Puts dead letters back into the queue: all of them, or one key's.
 #[utoipa::path(post, path = "/admin/dlq/replay", operation_id = "replayDeadLetters", tag = "admin",
-    request_body(content = Option<ReplayRequest>, content_type = "application/json",
-        description = "None (or only whitespace), {} for all dead letters, or {\"id\": …} for one key's"),
+    request_body(content = ReplayRequest, content_type = "application/json",
+        description = "No body (or only whitespace) or {} replays every dead letter, {\"id\": …} one key's"),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "How many were queued, dropped as superseded, and kept", body = ReplayedSchema),

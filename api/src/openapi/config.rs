@@ -33,8 +33,9 @@ impl PartialSchema for ConfigSchema {
             .fold(object, |object, leaf| {
                 let name = leaf.flat_name();
                 let arg = command.get_arguments().find(|a| a.get_id() == leaf.id.as_str());
-                let values: Vec<String> =
-                    arg.map(|a| a.get_possible_values().iter().map(|v| v.get_name().to_owned()).collect()).unwrap_or_default();
+                let values: Vec<String> = arg
+                    .map(|a| a.get_possible_values().iter().map(|v| v.get_name().to_owned()).collect())
+                    .unwrap_or_default();
                 object.property(&name, setting(field(&spec, &leaf.field), &values)).required(&name)
             })
             .into()

@@ -13,7 +13,7 @@ use axum::{http::header, response::IntoResponse};
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        OpenApi as Document,
+        OpenApi as Document, RefOr, Required,
         link::LinkBuilder,
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
@@ -22,7 +22,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use config::ConfigSchema;
 pub use schemas::{
-    DeadLetterSchema, FailureSchema, ProductIdSchema, ProductInputSchema, QueueStatsSchema, RefusalSchema, ReplayedSchema,
+    DeadLetterSchema, FailureSchema, ProductIdSchema, ProductInputSchema, QueueStatsSchema, RefusalSchema,
+    ReplayedSchema,
 };
 
 use crate::AppState;
@@ -56,7 +57,18 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::admin::router())
         .routes(routes!(openapi_json));
     Links.modify(routes.get_openapi_mut());
+    optional_body(routes.get_openapi_mut(), "/admin/dlq/replay");
     routes
+}
+
+/// Marks the body of `POST path` optional. utoipa makes a body optional only when its type is an
+/// `Option`, which also lets it be `null`; a replay's body may be absent, never `null`.
+fn optional_body(openapi: &mut Document, path: &str) {
+    let post = openapi.paths.paths.get_mut(path).and_then(|item| item.post.as_mut());
+    match post.and_then(|operation| operation.request_body.as_mut()) {
+        Some(RefOr::T(body)) => body.required = Some(Required::False),
+        _ => panic!("POST {path} has no body of its own"),
+    }
 }
 
 /// The route of `/openapi.json`.
@@ -91,7 +103,9 @@ impl Modify for Security {
     fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let bearer = |description: &str| {
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build())
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build(),
+            )
         };
         components.add_security_scheme(ADMIN_TOKEN, bearer("ADMIN_TOKEN: required by every /admin endpoint"));
         components.add_security_scheme(
@@ -125,7 +139,7 @@ impl Modify for Links {
                 _ => item.delete.as_mut(),
             };
             let operation = operation.unwrap_or_else(|| panic!("no {method} {path}"));
-            let Some(utoipa::openapi::RefOr::T(response)) = operation.responses.responses.get_mut(status) else {
+            let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) else {
                 panic!("{method} {path} has no {status} answer");
             };
             for target in targets {

@@ -18,8 +18,11 @@ fn text() -> ContentBuilder {
 }
 
 fn get(id: &str, summary: &str, responses: ResponsesBuilder) -> PathItem {
-    let operation =
-        OperationBuilder::new().operation_id(Some(id)).tag("operations").summary(Some(summary)).responses(responses.build());
+    let operation = OperationBuilder::new()
+        .operation_id(Some(id))
+        .tag("operations")
+        .summary(Some(summary))
+        .responses(responses.build());
     PathItem::new(HttpMethod::Get, operation)
 }
 
@@ -43,9 +46,13 @@ fn readiness() -> ContentBuilder {
 
 impl Modify for Operational {
     fn modify(&self, openapi: &mut OpenApi) {
-        let healthz = ResponsesBuilder::new()
-            .response("200", ResponseBuilder::new().description("The process is alive").content("text/plain", text().build()));
-        let ready = |description: &str| ResponseBuilder::new().description(description).content("application/json", readiness().build());
+        let healthz = ResponsesBuilder::new().response(
+            "200",
+            ResponseBuilder::new().description("The process is alive").content("text/plain", text().build()),
+        );
+        let ready = |description: &str| {
+            ResponseBuilder::new().description(description).content("application/json", readiness().build())
+        };
         let readyz = ResponsesBuilder::new()
             .response("200", ready("Redis or PostgreSQL answers, and the process is not shutting down"))
             .response("503", ready("Neither store answers, or the process is shutting down"));

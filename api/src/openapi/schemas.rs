@@ -20,21 +20,29 @@ fn text(min: usize, max: usize) -> ObjectBuilder {
 
 /// An integer from `min` to `max`.
 pub fn integer(min: i64, max: i64) -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))).minimum(Some(min)).maximum(Some(max))
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(min))
+        .maximum(Some(max))
 }
 
 /// A count that only grows from 0.
 fn count() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))).minimum(Some(0))
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
 }
 
 /// An object with exactly `fields`, each required unless it is `nullable`.
 fn strict(description: &str, fields: Vec<(&str, RefOr<Schema>)>) -> ObjectBuilder {
     fields
         .into_iter()
-        .fold(ObjectBuilder::new().schema_type(Type::Object).description(Some(description)), |object, (name, schema)| {
-            object.property(name, schema).required(name)
-        })
+        .fold(
+            ObjectBuilder::new().schema_type(Type::Object).description(Some(description)),
+            |object, (name, schema)| object.property(name, schema).required(name),
+        )
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
 }
 

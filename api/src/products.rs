@@ -187,10 +187,10 @@ async fn read(State(s): State<AppState>, path: Result<Path<String>, PathRejectio
     };
     // Refill the cache; a failure here only costs the next read another miss. Not when Redis
     // failed: it may still hold values older than PostgreSQL's that this process has not fenced.
-    if cached.is_ok() {
-        if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
-            tracing::warn!(error = %e, %id, "cache refill failed");
-        }
+    if cached.is_ok()
+        && let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await
+    {
+        tracing::warn!(error = %e, %id, "cache refill failed");
     }
     live(record, Source::Database)
 }
@@ -324,10 +324,10 @@ async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> R
         Err(e) => {
             // A transient failure leaves the outcome unknown (a timeout may come after the commit):
             // a cached value older than this write must not be served as if it were current.
-            if !db::is_permanent(&e) {
-                if let Err(e) = s.store.fence(id, reserved, s.pipeline.cache_ttl).await {
-                    tracing::warn!(error = %e, %id, "cache not invalidated after a failed write-through");
-                }
+            if !db::is_permanent(&e)
+                && let Err(e) = s.store.fence(id, reserved, s.pipeline.cache_ttl).await
+            {
+                tracing::warn!(error = %e, %id, "cache not invalidated after a failed write-through");
             }
             return Err(e.into());
         }

@@ -97,13 +97,15 @@ pub fn name() -> ObjectBuilder {
 
 /// A price: money with two decimals, exactly what `NUMERIC(12, 2)` holds.
 pub fn price() -> ObjectBuilder {
-    let max = Price::from_cents(Price::MAX_CENTS).expect("the largest price is a price");
-    let max: f64 = max.to_string().parse().expect("a price is a number");
+    let number = |cents| -> f64 {
+        let price = Price::from_cents(cents).expect("a price");
+        price.to_string().parse().expect("a price is a number")
+    };
     ObjectBuilder::new()
         .schema_type(Type::Number)
         .minimum(Some(0))
-        .maximum(Some(max))
-        .multiple_of(Some(0.01))
+        .maximum(Some(number(Price::MAX_CENTS)))
+        .multiple_of(Some(number(1)))
         .description(Some(
             "Money with at most two decimals, read from the number's own text (any spelling: 1e2 is 100.00); \
              answers write it with exactly two (29.90)",

@@ -3,16 +3,22 @@ mod admin;
 pub mod auth;
 mod error;
 mod metrics;
+pub mod openapi;
 mod persisted;
 mod products;
 mod trace;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, http::header};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::header,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
 use clap::Parser;
 use tower::{ServiceBuilder, util::MapResponseLayer};
-use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
 pub use auth::{Access, AuthArgs};
@@ -86,15 +92,20 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, access: &Access, request_timeout
     // the two layers that need the matched route go in as one, the others wrap the router once.
     let per_route =
         ServiceBuilder::new().layer(trace::layer()).layer(metrics::TrackLayer(state.metrics.request_duration.clone()));
+    // The routes come from the same annotated routers as the document (`openapi::routes`).
+    let (products, _) = products::router().split_for_parts();
+    let (admin, _) = admin::router().split_for_parts();
     let routes = Router::new()
-        .merge(access.guard_products(products::router(), &state.metrics.auth_failures))
-        .merge(access.guard_admin(admin::router(), &state.metrics.auth_failures))
-        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .merge(access.guard_products(products, &state.metrics.auth_failures))
+        .merge(access.guard_admin(admin, &state.metrics.auth_failures))
+        .merge(openapi::router())
+        .fallback(|| async { ApiError::NoRoute })
         .layer(per_route)
         .with_state(state)
-        .merge(ops::router(ops));
+        .merge(ops::router(ops))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     let whole = ServiceBuilder::new()
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(MapResponseLayer::new(move |mut response: axum::response::Response| {
             // while draining, clients reconnect (through the Service, to another pod) after each answer
@@ -105,6 +116,14 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, access: &Access, request_timeout
         }))
         .service(routes);
     Router::new().fallback_service(whole)
+}
+
+/// Answers 408 with the JSON error body when a request takes longer than `timeout`.
+async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::TimedOut(timeout).into_response(),
+    }
 }
 
 /// Connects to Redis and PostgreSQL, applies migrations and builds the state.

@@ -4,7 +4,7 @@ CARGO ?= cargo
 CHART_CRD := charts/wbc/templates/crds/writebehindcache.yaml
 PIPELINE_ENV := charts/wbc/files/pipeline-env.yaml
 
-.PHONY: run test lint fmt build deps clean chaos failpoints k8s-apiserver crds chart-test bench bench-deps e2e chaos-k8s \
+.PHONY: run test lint fmt build deps clean chaos failpoints k8s-apiserver crds openapi contract chart-test bench bench-deps e2e chaos-k8s \
 	kind-up kind-down e2e-kind chaos-kind
 
 run:
@@ -33,6 +33,7 @@ test: deps bench-deps lint k8s-apiserver
 	$(CARGO) build -p wbc-api -p wbc-worker -p wbc-bench
 	out=$$(mktemp -d) && $(CARGO) run -q -p wbc-bench -- --quick --out $$out && test -s $$out/report.md && rm -rf $$out
 	./scripts/e2e-local.sh
+	./scripts/contract.sh
 	./scripts/chart/test.sh
 	@# The chart on this machine's own Kubernetes node: install, status, mode switches under load, a
 	@# small pod-kill chaos, upgrade and uninstall (the first run also builds the node, ~5 minutes).
@@ -53,6 +54,17 @@ crds:
 	$(CARGO) run -q -p wbc-controller --bin crdgen > manifests/crd.yaml.tmp && mv manifests/crd.yaml.tmp manifests/crd.yaml
 	$(CARGO) run -q -p wbc-controller --bin crdgen -- --chart > $(CHART_CRD).tmp && mv $(CHART_CRD).tmp $(CHART_CRD)
 	$(CARGO) run -q -p wbc-controller --bin crdgen -- --pipeline-env > $(PIPELINE_ENV).tmp && mv $(PIPELINE_ENV).tmp $(PIPELINE_ENV)
+
+# Regenerates api/openapi.json, the API's OpenAPI document (GET /openapi.json), from the Rust types and
+# handlers; a test fails when the committed copy drifts.
+openapi:
+	$(CARGO) run -q -p wbc-api --bin openapi > api/openapi.json.tmp && mv api/openapi.json.tmp api/openapi.json
+
+# The API contract's fuzzing at length: schemathesis against the local stack, as `make test` runs it but
+# with 300 examples per operation and phase and up to 10 minutes (CONTRACT_SEED repeats a run).
+contract:
+	$(CARGO) build -p wbc-api -p wbc-worker
+	CONTRACT_EXAMPLES=$(or $(EXAMPLES),300) CONTRACT_MAX_TIME=$(or $(MAX_TIME),600) ./scripts/contract.sh
 
 # Kills and restarts workers, the API, PostgreSQL and Redis under load, then checks every
 # acknowledged write. Sized by e.g. `make chaos DURATION=60 WORKERS=3 KEYS=500 WRITERS=16`;

@@ -56,10 +56,16 @@ check "GET of a deleted product is 404" test "$(curl -s -o /dev/null -w '%{http_
 for _ in $(seq 1 40); do [ "$(psql_q "SELECT deleted FROM products WHERE id = 'e2e-1'")" = t ] && break; sleep 0.1; done
 check "the tombstone is persisted" test "$(psql_q "SELECT deleted FROM products WHERE id = 'e2e-1'")" = t
 
-# Admin endpoints.
-check "/admin/queue shows the queue" test "$(curl -s "$A/admin/queue" | json 'sorted(d)')" = \
+# Admin endpoints, with the token the banner prints.
+token=$(sed -n 's/^  admin token  \([^ ]*\) .*/\1/p' "$log")
+check "the banner prints the admin token it made" test "$token" = "$(cat "$WBC_DATA_DIR/admin-token")"
+admin() { curl -s -H "Authorization: Bearer $token" "$@"; }
+check "/admin/queue without the token is 401" test "$(curl -s -o /dev/null -w '%{http_code}' "$A/admin/queue")" = 401
+check "/admin/queue with a wrong token is 403 naming ADMIN_TOKEN" test "$(curl -s -H 'Authorization: Bearer not-the-admin-token' \
+  "$A/admin/queue" | json 'd["error"]')" = "authorization: the bearer token is not ADMIN_TOKEN"
+check "/admin/queue shows the queue" test "$(admin "$A/admin/queue" | json 'sorted(d)')" = \
   "['dead_letters', 'in_flight', 'last_data_loss_at_ms', 'oldest_unpersisted_age_ms', 'queue_size']"
-check "/admin/config shows the effective configuration" test "$(curl -s "$A/admin/config" | \
+check "/admin/config shows the effective configuration" test "$(admin "$A/admin/config" | \
   json '(d["mode"], d["flush_interval"], d["batch_size"], d["max_retries"], d["queue_capacity"])')" = \
   "('write-behind', '1s', 500, 3, 100000)"
 
@@ -112,6 +118,7 @@ refused() { # flag command...: the command exits non-zero and names the flag
 }
 check "FLUSH_INTERVAL=soon is refused by name" refused --flush-interval env FLUSH_INTERVAL=soon "$bin/wbc-api"
 check "WRITE_MODE=sideways is refused by name" refused --write-mode env WRITE_MODE=sideways "$bin/wbc-worker"
+check "a short ADMIN_TOKEN is refused by name" refused "ADMIN_TOKEN: has 5 characters" env ADMIN_TOKEN=short "$bin/wbc-api"
 
 # Ctrl-C stops everything.
 kill -INT -- "-$run_pid"

@@ -79,6 +79,17 @@ psql=(psql -q -h 127.0.0.1 -p "$PG_PORT" -U wbc -v ON_ERROR_STOP=1)
 "${psql[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'wbc'" | grep -q 1 ||
   "${psql[@]}" -d postgres -c "CREATE DATABASE wbc"
 
+# The admin token: the caller's ADMIN_TOKEN or ADMIN_TOKEN_FILE, else one made once and kept in the
+# data directory, passed as a file so that it stays out of the API's environment.
+if [ -z "${ADMIN_TOKEN:-}" ] && [ -z "${ADMIN_TOKEN_FILE:-}" ]; then
+  ADMIN_TOKEN_FILE=$DATA_DIR/admin-token
+  if [ ! -s "$ADMIN_TOKEN_FILE" ]; then
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$ADMIN_TOKEN_FILE")
+  fi
+  export ADMIN_TOKEN_FILE
+fi
+admin_token=${ADMIN_TOKEN:-$(cat "$ADMIN_TOKEN_FILE" 2>/dev/null)}
+
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export DATABASE_URL="postgres://wbc@127.0.0.1:$PG_PORT/wbc"
 
@@ -110,6 +121,9 @@ cat <<INFO
 
 wbc is running (Ctrl-C stops it):
   API          http://127.0.0.1:$API_PORT   (try: curl http://127.0.0.1:$API_PORT/products/seed-001)
+  admin token  $admin_token   (from ${ADMIN_TOKEN_FILE:-ADMIN_TOKEN})
+               export ADMIN_TOKEN=$admin_token
+               curl -H "Authorization: Bearer \$ADMIN_TOKEN" http://127.0.0.1:$API_PORT/admin/queue
   worker       http://127.0.0.1:$WORKER_PORT/metrics
   Prometheus   http://127.0.0.1:$PROM_PORT   (alerts: /alerts; dashboard JSON: observability/grafana/wbc.json)
   Redis        $REDIS_URL   (appendfsync $REDIS_APPENDFSYNC)

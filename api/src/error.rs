@@ -6,7 +6,8 @@ use axum::{
 use serde_json::json;
 use thiserror::Error;
 
-/// Errors a request can end in; each maps to one status code.
+/// Errors a request can end in; each maps to one status code. A refusal (4xx) names what it
+/// refuses in its message's first word and in the body's `field` ([`ApiError::field`]).
 #[derive(Debug, Error)]
 pub enum ApiError {
     /// 400: a field breaks a rule.
@@ -18,9 +19,24 @@ pub enum ApiError {
     /// 415: the body is not JSON.
     #[error("content-type: must be application/json")]
     NotJson,
+    /// 401 with `WWW-Authenticate: Bearer`: no bearer token, or a header that is not one.
+    #[error("authorization: {0}")]
+    Unauthenticated(String),
+    /// 403: a bearer token that is not the route's, or routes disabled for want of a token.
+    #[error("authorization: {0}")]
+    Forbidden(String),
     /// 404: no such product.
-    #[error("product {0} not found")]
+    #[error("id: product {0} not found")]
     NotFound(String),
+    /// 404: no such route.
+    #[error("path: no such route")]
+    NoRoute,
+    /// 405: the route exists, not with this method (the answer's `Allow` lists those it takes).
+    #[error("method: not allowed on this route; see Allow")]
+    MethodNotAllowed,
+    /// 408: the request was not answered within `REQUEST_TIMEOUT`.
+    #[error("request: not answered within {0:?}")]
+    TimedOut(std::time::Duration),
     /// 503 with Retry-After: the queue is full and the policy refuses writes.
     #[error("write queue is full ({capacity} dirty keys); retry later")]
     QueueFull { capacity: u64, retry_after_secs: u64 },
@@ -62,7 +78,28 @@ impl ApiError {
             Self::QueueFull { .. } => "overflow",
             Self::Unavailable("redis") => "redis_down",
             Self::Unavailable(_) => "postgres_down",
-            Self::NotFound(_) | Self::Internal(_) => "other",
+            Self::NotFound(_)
+            | Self::NoRoute
+            | Self::MethodNotAllowed
+            | Self::TimedOut(_)
+            | Self::Internal(_)
+            | Self::Unauthenticated(_)
+            | Self::Forbidden(_) => "other",
+        }
+    }
+
+    /// What a refusal refuses: a field of the body, `id`, `body`, …; none for a 5xx.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            Self::TooLarge { .. } => Some("body"),
+            Self::NotJson => Some("content-type"),
+            Self::NotFound(_) => Some("id"),
+            Self::NoRoute => Some("path"),
+            Self::MethodNotAllowed => Some("method"),
+            Self::TimedOut(_) => Some("request"),
+            Self::Unauthenticated(_) | Self::Forbidden(_) => Some("authorization"),
+            Self::QueueFull { .. } | Self::Unavailable(_) | Self::Internal(_) => None,
         }
     }
 }
@@ -73,7 +110,11 @@ impl IntoResponse for ApiError {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             Self::QueueFull { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -81,12 +122,18 @@ impl IntoResponse for ApiError {
             }
         };
         let mut body = json!({ "error": self.to_string() });
-        if let Self::Invalid { field, .. } = &self {
+        if let Some(field) = self.field() {
             body["field"] = json!(field);
         }
         let mut response = (status, Json(body)).into_response();
-        if let Self::QueueFull { retry_after_secs, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Self::QueueFull { retry_after_secs, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::Unauthenticated(_) => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }

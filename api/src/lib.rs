@@ -1,19 +1,27 @@
 //! The HTTP API of wbc: products written to Redis and queued for the worker, or written through.
 mod admin;
+pub mod auth;
 mod error;
 mod metrics;
+pub mod openapi;
 mod persisted;
 mod products;
 mod trace;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, http::header};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::header,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
 use clap::Parser;
 use tower::{ServiceBuilder, util::MapResponseLayer};
-use tower_http::timeout::TimeoutLayer;
 use wbc_core::{Pipeline, PipelineArgs, Store, StoreArgs, db, ops, telemetry::LogArgs};
 
+pub use auth::{Access, AuthArgs};
 pub use error::{ApiError, Result};
 pub use metrics::ApiMetrics;
 
@@ -42,6 +50,8 @@ pub struct Args {
     #[arg(long, env = "API_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -74,22 +84,28 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The whole API, operational endpoints included.
-pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Router {
+/// The whole API, operational endpoints included; `access` says which tokens the admin and product
+/// routes need (the operational endpoints need none).
+pub fn app(state: AppState, ops: Arc<ops::Ops>, access: &Access, request_timeout: Duration) -> Router {
     let draining = ops.draining.clone();
     // `Router::layer` wraps each route in a boxed service of its own, cloned for every request:
     // the two layers that need the matched route go in as one, the others wrap the router once.
     let per_route =
         ServiceBuilder::new().layer(trace::layer()).layer(metrics::TrackLayer(state.metrics.request_duration.clone()));
+    // The routes come from the same annotated routers as the document (`openapi::routes`).
+    let (products, _) = products::router().split_for_parts();
+    let (admin, _) = admin::router().split_for_parts();
     let routes = Router::new()
-        .merge(products::router())
-        .merge(admin::router())
-        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .merge(access.guard_products(products, &state.metrics.auth_failures))
+        .merge(access.guard_admin(admin, &state.metrics.auth_failures))
+        .merge(openapi::router())
+        .fallback(|| async { ApiError::NoRoute })
         .layer(per_route)
         .with_state(state)
-        .merge(ops::router(ops));
+        .merge(ops::router(ops))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     let whole = ServiceBuilder::new()
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(MapResponseLayer::new(move |mut response: axum::response::Response| {
             // while draining, clients reconnect (through the Service, to another pod) after each answer
@@ -100,6 +116,14 @@ pub fn app(state: AppState, ops: Arc<ops::Ops>, request_timeout: Duration) -> Ro
         }))
         .service(routes);
     Router::new().fallback_service(whole)
+}
+
+/// Answers 408 with the JSON error body when a request takes longer than `timeout`.
+async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::TimedOut(timeout).into_response(),
+    }
 }
 
 /// Connects to Redis and PostgreSQL, applies migrations and builds the state.
@@ -147,9 +171,13 @@ impl Args {
     /// Serves until Ctrl-C or SIGTERM, keeps serving as unready for the shutdown delay, then drains
     /// open requests.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, store, pipeline, log } = self;
+        let Self { listen_addr, request_timeout, shutdown_delay, threads: _, auth, store, pipeline, log } = self;
         let _telemetry = log.init("wbc-api")?;
         let pipeline = pipeline.validate()?;
+        let access = auth.access()?;
+        if access.admin.is_none() {
+            tracing::warn!("no ADMIN_TOKEN or ADMIN_TOKEN_FILE: /admin/* is disabled, every request to it gets 403");
+        }
         tracing::info!(?pipeline, "starting wbc-api");
         let (state, ops) = connect(&store, pipeline).await?;
         let listener = tokio::net::TcpListener::bind(listen_addr).await?;
@@ -161,7 +189,7 @@ impl Args {
             tracing::info!(delay = ?shutdown_delay, "shutting down: unready, still serving");
             tokio::time::sleep(shutdown_delay).await;
         };
-        axum::serve(listener, app(state, ops, request_timeout)).with_graceful_shutdown(stop).await?;
+        axum::serve(listener, app(state, ops, &access, request_timeout)).with_graceful_shutdown(stop).await?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -13,6 +13,8 @@ use axum::{
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tower::{Layer, Service};
 
+use crate::auth::{Refusal, Scope};
+
 /// Counters and histograms of the API, registered in its registry.
 #[derive(Clone)]
 pub struct ApiMetrics {
@@ -24,6 +26,7 @@ pub struct ApiMetrics {
     pub cache_misses: IntCounter,
     pub mode_info: IntGaugeVec,
     pub queue_capacity: IntGauge,
+    pub auth_failures: IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -50,6 +53,13 @@ impl ApiMetrics {
             cache_misses: IntCounter::new("wbc_cache_misses_total", "Reads that fell back to PostgreSQL")?,
             mode_info: IntGaugeVec::new(Opts::new("wbc_mode_info", "The write mode in effect (1)"), &["mode"])?,
             queue_capacity: IntGauge::new("wbc_queue_capacity_keys", "Most dirty keys the queue accepts")?,
+            auth_failures: IntCounterVec::new(
+                Opts::new(
+                    "wbc_api_auth_failures_total",
+                    "Requests refused for their bearer token, by scope and reason",
+                ),
+                &["scope", "reason"],
+            )?,
         };
         registry.register(Box::new(m.request_duration.clone()))?;
         registry.register(Box::new(m.writes.clone()))?;
@@ -59,6 +69,7 @@ impl ApiMetrics {
         registry.register(Box::new(m.cache_misses.clone()))?;
         registry.register(Box::new(m.mode_info.clone()))?;
         registry.register(Box::new(m.queue_capacity.clone()))?;
+        registry.register(Box::new(m.auth_failures.clone()))?;
         // Series exist from the start, so dashboards and alerts see zeros rather than nothing.
         for mode in ["write-behind", "write-through"] {
             for op in ["upsert", "delete"] {
@@ -67,6 +78,12 @@ impl ApiMetrics {
         }
         for reason in ["validation", "overflow", "redis_down", "postgres_down"] {
             m.writes_rejected.with_label_values(&[reason]);
+        }
+        for scope in [Scope::Admin, Scope::Products] {
+            // the product routes are open without a token, never disabled
+            for reason in Refusal::ALL.into_iter().filter(|r| scope == Scope::Admin || *r != Refusal::Disabled) {
+                m.auth_failures.with_label_values(&[scope.label(), reason.label()]);
+            }
         }
         Ok(m)
     }

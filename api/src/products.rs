@@ -1,46 +1,74 @@
 //! `/products`: writes queued in Redis (or written through), reads from Redis then PostgreSQL.
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
-    extract::{Path, State, rejection::BytesRejection},
+    extract::{
+        Path, State,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
-    routing::{get, post},
 };
 use serde::Serialize;
 use tracing::Instrument;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use wbc_core::{OverflowPolicy, Price, ProductInput, Record, RedisDownPolicy, WriteMode, db, product};
 
-use crate::{ApiError, AppState, MAX_BODY_BYTES, Result, mode_label};
+use crate::{
+    ApiError, AppState, MAX_BODY_BYTES, Result, mode_label,
+    openapi::{FailureSchema, ProductIdSchema, ProductInputSchema, RefusalSchema, schemas},
+};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/products", post(create)).route("/products/{id}", get(read).put(replace).delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create)).routes(routes!(read, replace, remove))
 }
 
 /// Where an answer came from.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Source {
     Cache,
     Database,
 }
 
-#[derive(Serialize)]
+/// A product, as the cache or PostgreSQL holds it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Product)]
+#[serde(deny_unknown_fields)]
 struct ProductBody {
+    #[schema(schema_with = schemas::id)]
     id: String,
+    #[schema(schema_with = schemas::name)]
     name: String,
+    #[schema(schema_with = schemas::price)]
     price: Price,
+    #[schema(schema_with = schemas::quantity)]
     quantity: i64,
+    #[schema(schema_with = schemas::version)]
     version: i64,
     source: Source,
 }
 
-#[derive(Serialize)]
+/// The tombstone a delete wrote.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Deleted)]
+#[serde(deny_unknown_fields)]
 struct DeletedBody {
+    #[schema(schema_with = schemas::id)]
     id: String,
+    #[schema(schema_with = schemas::version)]
     version: i64,
+    /// Always true.
     deleted: bool,
     source: Source,
+}
+
+/// The id of a path, or a refusal naming `id`.
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String> {
+    let Path(id) = path.map_err(|e| ApiError::Invalid { field: "id".into(), reason: e.body_text() })?;
+    product::validate_id(&id)?;
+    Ok(id)
 }
 
 impl ProductBody {
@@ -49,6 +77,22 @@ impl ProductBody {
     }
 }
 
+/// Creates a product under a new id.
+#[utoipa::path(post, path = "/products", operation_id = "createProduct", tag = "products",
+    request_body(content = ProductInputSchema, content_type = "application/json"),
+    security((), ("products_token" = [])),
+    responses(
+        (status = 201, description = "Accepted: in the cache and queued, or written through", body = ProductBody,
+            headers(("Location" = String, description = "/products/{id}"))),
+        (status = 400, description = "A field, or the body, breaks a rule", body = RefusalSchema),
+        (status = 401, description = "PRODUCTS_TOKEN is set and no token was sent", body = RefusalSchema),
+        (status = 403, description = "PRODUCTS_TOKEN is set and another token was sent", body = RefusalSchema),
+        (status = 408, description = "Not answered within REQUEST_TIMEOUT", body = RefusalSchema),
+        (status = 413, description = "The body is over 64 KiB", body = RefusalSchema),
+        (status = 415, description = "The body is not application/json", body = RefusalSchema),
+        (status = 503, description = "The queue is full (with Retry-After), or Redis or PostgreSQL is unavailable", body = FailureSchema,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when the queue is full"))),
+    ))]
 async fn create(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -62,26 +106,68 @@ async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(ProductBody::new(record, source))))
 }
 
+/// Creates or replaces the product of an id.
+#[utoipa::path(put, path = "/products/{id}", operation_id = "replaceProduct", tag = "products",
+    request_body(content = ProductInputSchema, content_type = "application/json"),
+    params(("id" = inline(ProductIdSchema), Path, description = "The product's id")),
+    security((), ("products_token" = [])),
+    responses(
+        (status = 200, description = "Accepted: in the cache and queued, or written through", body = ProductBody),
+        (status = 400, description = "The id, a field or the body breaks a rule", body = RefusalSchema),
+        (status = 401, description = "PRODUCTS_TOKEN is set and no token was sent", body = RefusalSchema),
+        (status = 403, description = "PRODUCTS_TOKEN is set and another token was sent", body = RefusalSchema),
+        (status = 408, description = "Not answered within REQUEST_TIMEOUT", body = RefusalSchema),
+        (status = 413, description = "The body is over 64 KiB", body = RefusalSchema),
+        (status = 415, description = "The body is not application/json", body = RefusalSchema),
+        (status = 503, description = "The queue is full (with Retry-After), or Redis or PostgreSQL is unavailable", body = FailureSchema,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when the queue is full"))),
+    ))]
 async fn replace(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ProductBody>> {
-    guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
+    let id = guarded(&s, path_id(path))?;
     let input = guarded(&s, parse_body(&headers, body))?;
     let (record, source) = write(&s, &id, Some(input), None).await?;
     Ok(Json(ProductBody::new(record, source)))
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeletedBody>> {
-    guarded(&s, product::validate_id(&id).map_err(ApiError::from))?;
+/// Deletes a product: a versioned tombstone, persisted like any write.
+#[utoipa::path(delete, path = "/products/{id}", operation_id = "deleteProduct", tag = "products",
+    params(("id" = inline(ProductIdSchema), Path, description = "The product's id")),
+    security((), ("products_token" = [])),
+    responses(
+        (status = 200, description = "The tombstone is in the cache and queued, or written through", body = DeletedBody),
+        (status = 400, description = "The id breaks its rule", body = RefusalSchema),
+        (status = 401, description = "PRODUCTS_TOKEN is set and no token was sent", body = RefusalSchema),
+        (status = 403, description = "PRODUCTS_TOKEN is set and another token was sent", body = RefusalSchema),
+        (status = 408, description = "Not answered within REQUEST_TIMEOUT", body = RefusalSchema),
+        (status = 503, description = "The queue is full (with Retry-After), or Redis or PostgreSQL is unavailable", body = FailureSchema,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when the queue is full"))),
+    ))]
+async fn remove(State(s): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Json<DeletedBody>> {
+    let id = guarded(&s, path_id(path))?;
     let (record, source) = write(&s, &id, None, None).await?;
     Ok(Json(DeletedBody { id: record.id, version: record.version, deleted: true, source }))
 }
 
-async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ProductBody>> {
-    product::validate_id(&id)?;
+/// Reads a product from Redis, or from PostgreSQL on a miss.
+#[utoipa::path(get, path = "/products/{id}", operation_id = "readProduct", tag = "products",
+    params(("id" = inline(ProductIdSchema), Path, description = "The product's id")),
+    security((), ("products_token" = [])),
+    responses(
+        (status = 200, description = "The product, from the cache or PostgreSQL", body = ProductBody),
+        (status = 400, description = "The id breaks its rule", body = RefusalSchema),
+        (status = 401, description = "PRODUCTS_TOKEN is set and no token was sent", body = RefusalSchema),
+        (status = 403, description = "PRODUCTS_TOKEN is set and another token was sent", body = RefusalSchema),
+        (status = 408, description = "Not answered within REQUEST_TIMEOUT", body = RefusalSchema),
+        (status = 404, description = "No such product, or it was deleted", body = RefusalSchema),
+        (status = 503, description = "Neither Redis nor PostgreSQL answers", body = FailureSchema),
+    ))]
+async fn read(State(s): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Json<ProductBody>> {
+    let id = path_id(path)?;
     let cached = match s.fences.apply(&s.store, &s.pool, s.pipeline.cache_ttl).await {
         Ok(()) => s.store.get(&id).await,
         Err(e) => Err(e),
@@ -101,10 +187,10 @@ async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<
     };
     // Refill the cache; a failure here only costs the next read another miss. Not when Redis
     // failed: it may still hold values older than PostgreSQL's that this process has not fenced.
-    if cached.is_ok() {
-        if let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await {
-            tracing::warn!(error = %e, %id, "cache refill failed");
-        }
+    if cached.is_ok()
+        && let Err(e) = s.store.set_clean(&record, s.pipeline.cache_ttl).await
+    {
+        tracing::warn!(error = %e, %id, "cache refill failed");
     }
     live(record, Source::Database)
 }
@@ -122,6 +208,12 @@ fn guarded<T>(s: &AppState, r: Result<T>) -> Result<T> {
 }
 
 fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<ProductInput> {
+    Ok(product::parse_input(&json_body(headers, body)?)?)
+}
+
+/// The bytes of a body sent as JSON (`application/json` or `…+json`), or the refusal naming
+/// `content-type` or `body`.
+pub(crate) fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes> {
     let json =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
             |v| {
@@ -132,11 +224,10 @@ fn parse_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Resul
     if !json {
         return Err(ApiError::NotJson);
     }
-    let body = body.map_err(|e| match e.status() {
+    body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit: MAX_BODY_BYTES },
         _ => ApiError::Invalid { field: "body".into(), reason: e.body_text() },
-    })?;
-    Ok(product::parse_input(&body)?)
+    })
 }
 
 /// Applies a write (a product, or a tombstone for `None`) in the configured mode. `persisted` is
@@ -233,10 +324,10 @@ async fn write_through(s: &AppState, id: &str, input: Option<ProductInput>) -> R
         Err(e) => {
             // A transient failure leaves the outcome unknown (a timeout may come after the commit):
             // a cached value older than this write must not be served as if it were current.
-            if !db::is_permanent(&e) {
-                if let Err(e) = s.store.fence(id, reserved, s.pipeline.cache_ttl).await {
-                    tracing::warn!(error = %e, %id, "cache not invalidated after a failed write-through");
-                }
+            if !db::is_permanent(&e)
+                && let Err(e) = s.store.fence(id, reserved, s.pipeline.cache_ttl).await
+            {
+                tracing::warn!(error = %e, %id, "cache not invalidated after a failed write-through");
             }
             return Err(e.into());
         }

@@ -49,4 +49,9 @@ fn the_scripts_drive_the_endpoints_of_the_seed_exercises() {
     assert!(basic.contains("stages") && basic.contains("http.post(") && basic.contains("http.get("));
     let coalescing = read("coalescing-test.js");
     assert!(coalescing.contains("'seed-'") && coalescing.contains("http.put(") && coalescing.contains("/admin/queue"));
+    assert!(
+        coalescing.contains("Authorization: `Bearer ${__ENV.ADMIN_TOKEN")
+            && coalescing.contains("/admin/queue`, { headers: ADMIN_HEADERS })"),
+        "the script sends the admin token to /admin/queue"
+    );
 }

@@ -18,8 +18,24 @@ pub struct ProductInput {
     pub name: String,
     /// Exact, as the client wrote it (see `price`).
     pub price: Price,
-    /// 0 to `MAX_QUANTITY`.
+    /// 0 to `MAX_QUANTITY`, in any spelling of an integer (see `quantity_of_text`).
+    #[serde(deserialize_with = "quantity_of_text")]
     pub quantity: i64,
+}
+
+/// A quantity from the text of a JSON number: JSON has one kind of number, so `30648.0` and `3e2` are
+/// integers as much as `30648` is (as JSON Schema's `integer` says), and are read exactly.
+fn quantity_of_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<i64, D::Error> {
+    use crate::price::NotExact;
+    let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+    let digits = MAX_QUANTITY.to_string().len() as i64;
+    let reason = match crate::price::scaled(raw.get(), 0, digits) {
+        Ok(quantity) if quantity <= MAX_QUANTITY => return Ok(quantity),
+        Ok(_) | Err(NotExact::TooLarge) => format!("must be at most {MAX_QUANTITY}"),
+        Err(NotExact::Negative) => "must not be negative".to_owned(),
+        Err(NotExact::NotANumber | NotExact::TooPrecise) => "must be an integer".to_owned(),
+    };
+    Err(serde::de::Error::custom(reason))
 }
 
 /// One versioned state of a key: a product, or a tombstone where `deleted` is set.
@@ -67,12 +83,24 @@ impl Record {
 /// Parses and validates a JSON body that is exactly one JSON value; errors name the offending
 /// field, or `body`.
 pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
+    let input: ProductInput = parse_json(body)?;
+    input.validate()?;
+    Ok(input)
+}
+
+/// Parses a JSON body that is exactly one JSON value of `T`; errors name the offending field, or
+/// `body`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    // serde also reads a struct from an array of its fields (`["Widget", 1, 1]`); a body is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
+        return Err(Error::invalid("body", "must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let input: ProductInput = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match path.as_str() {
-            "." | "?" => {
+            "." | "?" | "" => {
                 let msg = inner.to_string();
                 Error::invalid(field_in_message(&msg).unwrap_or_else(|| "body".to_owned()), msg)
             }
@@ -82,8 +110,7 @@ pub fn parse_input(body: &[u8]) -> Result<ProductInput> {
     })?;
     // Anything but whitespace after the value makes the body something other than one JSON value.
     de.end().map_err(|e| Error::invalid("body", e.to_string()))?;
-    input.validate()?;
-    Ok(input)
+    Ok(value)
 }
 
 /// An error's message without the " at line 1 column 30" that serde_json adds.
@@ -93,11 +120,12 @@ fn without_position(e: &serde_json::Error) -> String {
     msg.strip_suffix(&position).map(str::to_owned).unwrap_or(msg)
 }
 
-/// serde reports missing and unknown fields at the parent path; the name is in the message.
+/// serde reports missing and unknown fields at the parent path; the name is in the message (a
+/// field without a name is the body's fault).
 fn field_in_message(msg: &str) -> Option<String> {
     let start = msg.find('`')? + 1;
     let len = msg[start..].find('`')?;
-    Some(msg[start..start + len].to_owned())
+    Some(msg[start..start + len].to_owned()).filter(|name| !name.is_empty())
 }
 
 impl ProductInput {

@@ -51,6 +51,7 @@ up() {
 
 wbc is up on kind cluster '$name' (namespace $namespace):
   API         http://localhost:8000   (curl -X POST localhost:8000/products -H 'content-type: application/json' -d '{"name":"Widget","price":9.99,"quantity":5}')
+  admin token \$(kubectl -n $namespace get secret wbc-api-tokens -o jsonpath='{.data.admin-token}' | base64 -d)   (/admin/* needs it)
   Jaeger      http://localhost:16686
   Prometheus  http://localhost:9090
   Grafana     http://localhost:3001   (admin / $(kubectl -n "$namespace" get secret wbc-grafana -o jsonpath='{.data.admin-password}' 2>/dev/null | base64 -d || echo '<see the wbc-grafana Secret>'))

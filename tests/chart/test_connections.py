@@ -33,9 +33,10 @@ def store_files(objs, name) -> dict[str, tuple[str, str]]:
 
 
 def file_settings(objs, name) -> dict[str, tuple[str, str]]:
-    """Each *_FILE variable of a Deployment -> the (Secret, key) mounted where it points."""
+    """Each *_FILE variable of a store of a Deployment -> the (Secret, key) mounted where it points
+    (the API's tokens are mounted elsewhere: test_auth.py)."""
     env, files = env_of(container(objs, "Deployment", name)), store_files(objs, name)
-    return {k: files[e["value"]] for k, e in env.items() if k.endswith("_FILE")}
+    return {k: files[e["value"]] for k, e in env.items() if k.endswith("_FILE") and "_TOKEN_" not in k}
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
@@ -105,7 +106,8 @@ def test_external_stores_are_reached_over_tls_with_certificates_and_passwords_fr
         "DATABASE_CLIENT_CERT_FILE": ("wbc-external-postgresql-client", "tls.crt"),
         "DATABASE_CLIENT_KEY_FILE": ("wbc-external-postgresql-client", "tls.key"),
     }
-    assert not find(objs, "StatefulSet") and not find(objs, "Secret")
+    # no store of the chart's, and no Secret but the API's generated admin token
+    assert not find(objs, "StatefulSet") and [o.name for o in find(objs, "Secret")] == ["wbc-api-tokens"]
     assert {o.name for o in find(objs, "Service")} == {"wbc-api", "wbc-worker", "wbc-controller"}
 
 

@@ -2,6 +2,7 @@
 and PostgreSQL through `kubectl exec`. Nothing here knows whether the cluster is kind or the local node."""
 from __future__ import annotations
 
+import base64
 import csv
 import http.client
 import io
@@ -54,6 +55,8 @@ class Cluster:
     api_url: str
     values: dict[str, Any]
     release: str = "wbc"
+    # the admin token once read; a new install makes a new one
+    _admin_token: str | None = None
 
     # ---- kubectl ------------------------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None, timeout: float = 60, check: bool = True,
@@ -123,6 +126,7 @@ class Cluster:
 
     def install(self, extra: dict | None = None, timeout: int = 600):
         values = deep_merge(self.values, extra or {})
+        self._admin_token = None
         return self._helm().install(self._chart(values), self.release, values, namespace=self.namespace,
                                     create_namespace=True, wait="watcher", timeout=timeout)
 
@@ -138,12 +142,26 @@ class Cluster:
         return self._helm().uninstall(self.release, wait="watcher", timeout=timeout, ignore_not_found=True)
 
     # ---- the API, from outside the cluster ----------------------------------------------------
-    def http(self, method: str, path: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    def admin_token(self) -> str:
+        """The admin token the chart generated, read from its Secret as NOTES.txt says."""
+        out = self.kubectl("get", "secret", f"{self.release}-api-tokens", "-o", "jsonpath={.data.admin-token}").stdout
+        return base64.b64decode(out).decode()
+
+    def http(self, method: str, path: str, body: Any = None, timeout: float = 10,
+             token: str | None = None) -> tuple[int, Any]:
+        """One request; /admin/* carries the release's admin token unless `token` names another ("" none)."""
         url = urllib.parse.urlsplit(self.api_url)
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if token is None and path.startswith("/admin/"):
+            if self._admin_token is None:
+                self._admin_token = self.admin_token()
+            token = self._admin_token
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
         try:
             payload = None if body is None else json.dumps(body)
-            conn.request(method, path, payload, {"content-type": "application/json"} if payload else {})
+            conn.request(method, path, payload, headers)
             resp = conn.getresponse()
             raw = resp.read()
             try:

@@ -34,6 +34,17 @@ def test_the_api_answers_through_its_service_and_a_write_reaches_postgres(releas
     assert (status, got["name"]) == (200, name)
 
 
+def test_the_admin_endpoints_need_the_generated_token_and_the_probes_do_not(release, cluster: Cluster):
+    status, body = cluster.http("GET", "/admin/queue", token="")
+    assert (status, body.get("field")) == (401, "authorization"), body
+    status, body = cluster.http("GET", "/admin/queue", token="not-the-admin-token-at-all")
+    assert status == 403, body
+    status, body = cluster.http("GET", "/admin/queue")
+    assert status == 200 and "queue_size" in body, body
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert cluster.http("GET", path, token="")[0] == 200, path
+
+
 def test_helm_test_passes(release, cluster: Cluster):
     result = cluster.helm_test()
     assert "OK: the API is healthy and a write reads back" in result.get("logs", ""), result

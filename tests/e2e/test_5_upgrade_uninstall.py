@@ -12,6 +12,7 @@ def test_an_upgrade_rolls_only_what_changed(release, cluster: Cluster):
     # pods of an earlier rollout may still be shutting down: only the live ones count
     before = wait_for("no pod shutting down", lambda: (live := {c: uids(cluster.live_pods(c)) for c in components})
                       and all(uids(cluster.pods(c)) == live[c] for c in components) and live)
+    token = cluster.admin_token()
     upgraded = cluster.upgrade({"worker": {"flushConcurrency": 3}})
     log(f"helm upgrade: revision {upgraded['revision']}")
     cluster.kubectl("rollout", "status", f"deployment/{cluster.release}-worker", "--timeout=300s", timeout=310)
@@ -21,6 +22,8 @@ def test_an_upgrade_rolls_only_what_changed(release, cluster: Cluster):
     assert after["worker"] and not after["worker"] & before["worker"], "the worker pods were replaced"
     for component in ("api", "controller", "redis", "postgresql"):
         assert after[component] == before[component], f"{component} pods were replaced by an unrelated change"
+    assert cluster.admin_token() == token, "the upgrade kept the generated admin token"
+    assert cluster.http("GET", "/admin/queue", token=token)[0] == 200
     cluster.wait_cache_ready()
 
 

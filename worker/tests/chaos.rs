@@ -25,7 +25,7 @@ use redis::AsyncCommands;
 use serde_json::Value;
 use wbc_core::{
     store::keys,
-    testkit::{PgServer, RedisServer, free_port},
+    testkit::{ADMIN_TOKEN, PgServer, RedisServer, free_port},
 };
 
 const HOT_KEYS: usize = 8;
@@ -125,7 +125,12 @@ impl Chaos {
         let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
         let pg = PgServer::start();
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
-        let shared = [("REDIS_URL", redis.url()), ("DATABASE_URL", pg.url()), ("RUST_LOG", log)];
+        let shared = [
+            ("REDIS_URL", redis.url()),
+            ("DATABASE_URL", pg.url()),
+            ("RUST_LOG", log),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ];
         // Short leases and retry delays, so that the system recovers within the run.
         let tuning = [("FLUSH_INTERVAL", "50ms"), ("LEASE_TIMEOUT", "1s"), ("RETRY_MAX_DELAY", "1s")];
         let env = |extra: &[(&str, String)]| -> Vec<(String, String)> {

@@ -108,7 +108,7 @@ async fn a_replayed_dead_letter_never_overwrites_a_newer_write() {
     assert_eq!((rows["k"].0, rows["k"].1.as_str()), (newer["version"].as_i64().unwrap(), "fixed"));
     assert_eq!(rows["j"].1, "poison");
     assert_eq!(stack.get_json("/products/k").await.1["name"], "fixed");
-    for (body, field) in [(json!({"id": "a b"}), "id"), (json!({"key": "k"}), "body")] {
+    for (body, field) in [(json!({"id": "a b"}), "id"), (json!({"key": "k"}), "key")] {
         let (status, err) = post(&stack, "/admin/dlq/replay", body).await;
         assert_eq!((status, err["field"].as_str()), (400, Some(field)), "{err}");
     }

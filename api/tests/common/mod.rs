@@ -12,7 +12,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 use wbc_core::{
     StoreArgs,
-    testkit::{PgServer, RedisServer, pipeline},
+    testkit::{ADMIN_TOKEN, PgServer, RedisServer, pipeline},
 };
 
 pub struct Api {
@@ -29,8 +29,14 @@ impl Api {
         let pg = PgServer::start();
         let store = StoreArgs::new(redis.url(), pg.url());
         let (state, ops): (_, Arc<_>) = wbc_api::connect(&store, pipeline(flags)).await.expect("api connects");
-        let app = wbc_api::app(state.clone(), ops.clone(), Duration::from_secs(30));
+        let access = wbc_api::Access::new(Some(ADMIN_TOKEN), None).expect("test token");
+        let app = wbc_api::app(state.clone(), ops.clone(), &access, Duration::from_secs(30));
         Self { redis, pg, app, state, ops }
+    }
+
+    /// Another app on the same state and stores, with other tokens.
+    pub fn app_with(&self, access: &wbc_api::Access) -> Router {
+        wbc_api::app(self.state.clone(), self.ops.clone(), access, Duration::from_secs(30))
     }
 
     /// Sends one request; returns the status, the body parsed as JSON (or Null) and the headers.
@@ -82,9 +88,11 @@ impl Api {
     }
 }
 
-/// A request with `body` as JSON, or without a body.
+/// A request with `body` as JSON, or without a body, carrying the admin token as every caller of
+/// the admin endpoints does.
 fn json_request(method: &str, uri: &str, body: Option<&str>) -> Request<Body> {
-    let mut req = Request::builder().method(method).uri(uri);
+    let mut req =
+        Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"));
     if body.is_some() {
         req = req.header(header::CONTENT_TYPE, "application/json");
     }

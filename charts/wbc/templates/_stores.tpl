@@ -133,12 +133,19 @@ The volume of the stores' files of the API and worker (nothing when there is non
 projected into one read-only directory.
 */}}
 {{- define "wbc.storeFilesVolume" -}}
-{{- $files := (fromYaml (include "wbc.storeFiles" .)).files }}
-{{- if $files }}
-- name: store-files
+{{- include "wbc.secretFilesVolume" (dict "name" "store-files" "files" (fromYaml (include "wbc.storeFiles" .)).files) }}
+{{- end }}
+
+{{/*
+A volume `name` of Secret keys projected into one read-only directory, from a list of `files` as
+wbc.storeFiles makes it (nothing when the list is empty).
+*/}}
+{{- define "wbc.secretFilesVolume" -}}
+{{- if .files }}
+- name: {{ .name }}
   projected:
     sources:
-      {{- range $files }}
+      {{- range .files }}
       - secret:
           name: {{ .secret }}
           items:

@@ -119,16 +119,40 @@ fn decimals() -> String {
 }
 
 /// The cents a JSON number's text spells, exactly, whatever its size; or why it is no price.
-/// The value is `digits × 10^power`, with the digits' zeros at either end taken off, so that
-/// `2990e-2`, `29.9` and `0.299E+2` are all 2990 cents and `-0.0` is 0.
 fn cents_of(text: &str) -> Result<i64, String> {
+    scaled(text, SCALE, MAX_DIGITS).map_err(|why| match why {
+        NotExact::NotANumber => "must be a number".into(),
+        NotExact::Negative => "must not be negative".into(),
+        NotExact::TooPrecise => decimals(),
+        NotExact::TooLarge => too_large(),
+    })
+}
+
+/// Why a JSON number's text is not an exact amount of the wanted precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NotExact {
+    /// Not a JSON number.
+    NotANumber,
+    /// Below zero (`-0` and `-0.0` are zero).
+    Negative,
+    /// More decimals than the scale.
+    TooPrecise,
+    /// More digits than the most allowed.
+    TooLarge,
+}
+
+/// The integer `value × 10^scale` that a JSON number's text spells, exactly, whatever its size, if it
+/// has at most `max_digits` digits: prices are cents (scale 2), quantities integers (scale 0). The
+/// value is `digits × 10^power`, with the digits' zeros at either end taken off, so that `2990e-2`,
+/// `29.9` and `0.299E+2` are all 2990 cents and `-0.0` is 0.
+pub(crate) fn scaled(text: &str, scale: u32, max_digits: i64) -> Result<i64, NotExact> {
     let (negative, unsigned) = text.strip_prefix('-').map_or((false, text), |rest| (true, rest));
     let (mantissa, exponent) = unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
     let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let exponent_digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
     if !is_digits(whole) || !is_digits(fraction) || !is_digits(exponent_digits) {
-        return Err("must be a number".into());
+        return Err(NotExact::NotANumber);
     }
     let magnitude = exponent_digits.parse::<i64>().unwrap_or(i64::MAX).min(EXPONENT_CAP);
     let exponent = if exponent.starts_with('-') { -magnitude } else { magnitude };
@@ -140,17 +164,17 @@ fn cents_of(text: &str) -> Result<i64, String> {
         return Ok(0);
     }
     if negative {
-        return Err("must not be negative".into());
+        return Err(NotExact::Negative);
     }
     let trailing = digits().rev().take_while(|&d| d == b'0').count();
     let significant = total - leading - trailing;
     let power = exponent - fraction.len() as i64 + trailing as i64;
-    if power < -(SCALE as i64) {
-        return Err(decimals());
+    if power < -(scale as i64) {
+        return Err(NotExact::TooPrecise);
     }
-    let zeros = power + SCALE as i64;
-    if significant as i64 + zeros > MAX_DIGITS {
-        return Err(too_large());
+    let zeros = power + scale as i64;
+    if significant as i64 + zeros > max_digits {
+        return Err(NotExact::TooLarge);
     }
     let value = digits().skip(leading).take(significant).fold(0_i64, |v, d| v * 10 + i64::from(d - b'0'));
     Ok(value * 10_i64.pow(zeros as u32))

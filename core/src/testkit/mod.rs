@@ -28,6 +28,9 @@ fn read_file<T>(path: &Path, parse: impl FnOnce(&str) -> crate::Result<T>) -> cr
     parse(&std::fs::read_to_string(path).map_err(|e| named(e.to_string()))?).map_err(|e| named(e.to_string()))
 }
 
+/// The admin token (ADMIN_TOKEN) of the APIs that tests start, which their callers send.
+pub const ADMIN_TOKEN: &str = "wbc-test-admin-token-0123456789";
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")

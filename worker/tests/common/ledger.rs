@@ -54,9 +54,9 @@ impl Ledger {
     }
 }
 
-/// An HTTP client whose requests give up after `timeout`.
+/// An HTTP client whose requests give up after `timeout`, with the admin token.
 pub fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder().timeout(timeout).build().unwrap()
+    reqwest::Client::builder().timeout(timeout).default_headers(super::admin_headers()).build().unwrap()
 }
 
 /// Sends a create (no id), a replace or a delete (no fields), and records the outcome.

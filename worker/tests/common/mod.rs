@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use wbc_core::{
     StoreArgs,
-    testkit::{PgServer, RedisServer, free_port, pipeline},
+    testkit::{ADMIN_TOKEN, PgServer, RedisServer, free_port, pipeline},
 };
 
 pub struct Stack {
@@ -49,7 +49,16 @@ impl Stack {
     pub async fn start_with_stores(redis: RedisServer, pg: PgServer, store: StoreArgs, flags: &[(&str, &str)]) -> Self {
         let flags: Vec<(String, String)> = flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let (api, pool, api_task) = serve_api(&store, &flags).await;
-        Self { redis, pg, api, http: reqwest::Client::new(), pool, flags, store, api_task }
+        Self {
+            redis,
+            pg,
+            api,
+            http: reqwest::Client::builder().default_headers(admin_headers()).build().unwrap(),
+            pool,
+            flags,
+            store,
+            api_task,
+        }
     }
 
     /// The stores as the stack's own API reaches them; a test may change a field for another API.
@@ -142,11 +151,19 @@ async fn serve_api(
     let pool = state.pool.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = wbc_api::app(state, ops, Duration::from_secs(30));
+    let access = wbc_api::Access::new(Some(ADMIN_TOKEN), None).expect("test token");
+    let app = wbc_api::app(state, ops, &access, Duration::from_secs(30));
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
     (url, pool, task)
+}
+
+/// The admin token as a header, which the tests' clients send with every request, as callers of
+/// `/admin/*` must.
+pub fn admin_headers() -> reqwest::header::HeaderMap {
+    let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {ADMIN_TOKEN}")).unwrap();
+    reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, bearer)])
 }
 
 /// An API besides the stack's own, stopped on drop.

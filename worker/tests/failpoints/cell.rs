@@ -81,7 +81,8 @@ impl Cell {
     pub fn start(point: Point, action: Action, lane: &Lane) -> Self {
         let (redis_url, pg_url) = (lane.redis.url(), lane.pg_url.clone());
         let mut env = point.scenario.settings();
-        env.extend([("REDIS_URL".into(), redis_url), ("DATABASE_URL".into(), pg_url)]);
+        let token = ("ADMIN_TOKEN".into(), wbc_core::testkit::ADMIN_TOKEN.into());
+        env.extend([("REDIS_URL".into(), redis_url), ("DATABASE_URL".into(), pg_url), token]);
         let mut own = Vec::new();
         if !point.stage.is_empty() || point.scenario == Scenario::RedisLoss {
             own.push(point.stage.to_owned());

@@ -261,7 +261,8 @@ README_HEAD = """\
 Installs wbc with one `helm install`: the `WriteBehindCache` CRD, the controller (Deployment,
 ServiceAccount, least-privilege Role or ClusterRole), the API (Deployment and Service), the workers,
 a `WriteBehindCache` named after the release, Redis and PostgreSQL (StatefulSets with volumes, or
-external ones), ServiceMonitors, a PrometheusRule and a Grafana dashboard, and a `helm test` Pod.
+external ones), NetworkPolicies around every pod, ServiceMonitors, a PrometheusRule and a Grafana
+dashboard, and a `helm test` Pod.
 
 ```sh
 helm dependency build charts/wbc     # once: the helm CLI wants the optional dependencies in charts/
@@ -289,6 +290,14 @@ How it fits together:
   disabled, absent dependencies out. Turning one on without its chart present fails with a message.
 - ServiceMonitors and the PrometheusRule are made only when the cluster serves
   `monitoring.coreos.com/v1`; PodDisruptionBudgets use `policy/v1beta1` before Kubernetes 1.21.
+- NetworkPolicies (`networkPolicy.*`, on by default): a default deny for the release's pods but DNS;
+  Redis and PostgreSQL accept only the API and the worker; the API accepts anyone, or only
+  `networkPolicy.api.from`; the controller reaches the API server and its targets' `/readyz`; the
+  namespaces of `networkPolicy.metrics` scrape `/metrics`. The top-level README's "Network policies"
+  lists every allowed connection, which network-config-analyzer checks (tests/chart).
+- Redis and PostgreSQL run as uid and gid 10001 (the official images run as any uid). A volume made by
+  an older chart belongs to 999: set `runAsUser`, `runAsGroup` and `fsGroup` of their
+  `podSecurityContext` to 999 for it.
 - For images imported into a node without a registry: `--set api.image.repository=k8s.local/wbc-api
   --set api.image.pullPolicy=Never` and so on (see `ci/local-node-values.yaml`).
 

@@ -4,7 +4,7 @@
 # Secrets' passwords included), volumes and user come from the chart rendered with
 # ci/local-node-values.yaml (plus a Redis password and a postgres extraArg), combined with the image's
 # entrypoint and cmd as the kubelet combines them; the passwords come from Secrets mounted as files. Each container is the docker-archive unpacked with
-# umoci, chrooted as uid/gid 999 on a read-only bind of its root file system, with the chart's volumes
+# umoci, chrooted as the chart's uid/gid (10001) on a read-only bind of its root file system, with the chart's volumes
 # bind-mounted (emptyDirs as fresh directories, the ConfigMap's files read-only), in new mount, PID and
 # network namespaces: the server is PID 1 as in a pod, listens on the chart's port (6379, 5432) on the
 # namespace's own loopback, so no port of the host is taken or exposed. Clients run inside the
@@ -247,12 +247,13 @@ listens_everywhere() { # port
   fi
 }
 
-# uid and gid 999 (real, effective, saved, file system), no capabilities, and COMMAND is PID 1 itself
-runs_unprivileged_as_pid_1() { # command
-  local status
+# the chart's uid and gid (real, effective, saved, file system), no capabilities, and COMMAND is PID 1 itself
+runs_unprivileged_as_pid_1() { # image command
+  local status uid gid
   status=$(cat "/proc/$pid/status")
-  if ! grep -q "^Name:	$1\$" <<<"$status" ||
-    [ "$(grep -E '^(Uid|Gid):' <<<"$status" | cut -f2- | tr '\t\n' '  ')" != "999 999 999 999 999 999 999 999 " ] ||
+  read -r uid gid <"$work/$1/user"
+  if ! grep -q "^Name:	$2\$" <<<"$status" ||
+    [ "$(grep -E '^(Uid|Gid):' <<<"$status" | cut -f2- | tr '\t\n' '  ')" != "$uid $uid $uid $uid $gid $gid $gid $gid " ] ||
     ! grep -q '^CapEff:	0000000000000000$' <<<"$status"; then
     grep -E '^(Name|Uid|Gid|CapEff):' <<<"$status"
     return 1
@@ -269,6 +270,14 @@ root_is_read_only() { # image
   local out
   if out=$(exec_in "$1" touch /probe 2>&1); then echo "wrote /probe"; return 1; fi
   grep -q 'Read-only file system' <<<"$out" || { echo "$out"; return 1; }
+}
+
+# the image's own user (its config's User) is the one the chart runs it as: the image's directories belong to it
+image_user_is_the_chart_s() { # image
+  local image_user chart_user
+  image_user=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"].get("User", ""))' "$work/$1/image-config.json")
+  chart_user=$(tr ' ' : <"$work/$1/user" | tr -d '\n')
+  [ "$image_user" = "$chart_user" ] || { echo "image user $image_user, chart's runAsUser:runAsGroup $chart_user"; return 1; }
 }
 
 log_is_clean() { # log...
@@ -291,8 +300,8 @@ check_redis() {
   start redis "$log"
   require "$log" "redis: the probes' port 6379 opens (chart's command, args and redis.conf, read-only root)" \
     ready redis 20 || return 0
-  check "redis: PID 1 is redis-server (the chart's shell exec'd it with the mounted password), as uid/gid 999, without capabilities" \
-    runs_unprivileged_as_pid_1 redis-server
+  check "redis: PID 1 is redis-server (the chart's shell exec'd it with the mounted password), as the chart's uid/gid, without capabilities" \
+    runs_unprivileged_as_pid_1 redis redis-server
   check "redis: the password is not on PID 1's command line (redis-server's process title replaced it)" \
     password_not_in_cmdline "$redis_password"
   check "redis: PING with the Secret's password answers PONG (redis-cli in the image)" output_is PONG redis_cli -a "$redis_password" PING
@@ -332,13 +341,13 @@ check_postgres() {
   local log=$work/postgres.log log2=$work/postgres-restart.log
   # what an initialisation killed half-way leaves behind
   mkdir -p "$work/postgres/volumes/data/pgdata.init" && echo 15 >"$work/postgres/volumes/data/pgdata.init/PG_VERSION"
-  chown -R 999:999 "$work/postgres/volumes/data/pgdata.init"
+  chown -R "$(tr ' ' : <"$work/postgres/user" | tr -d '\n')" "$work/postgres/volumes/data/pgdata.init"
   start postgres "$log"
   require "$log" "postgres: initialises the empty PGDATA and opens the probes' port 5432" ready postgres 90 || return 0
   check "postgres: the entrypoint ran initdb on the empty PGDATA" grep -q "entrypoint: initialising /var/lib/postgresql/data/pgdata" "$log"
   check "postgres: it started over the leftover of an interrupted initialisation (pgdata.init)" \
     test ! -e "$work/postgres/volumes/data/pgdata.init" -a -s "$work/postgres/volumes/data/pgdata/PG_VERSION"
-  check "postgres: PID 1 is postgres (the entrypoint exec'd it), as uid/gid 999, without capabilities" runs_unprivileged_as_pid_1 postgres
+  check "postgres: PID 1 is postgres (the entrypoint exec'd it), as the chart's uid/gid, without capabilities" runs_unprivileged_as_pid_1 postgres postgres
   check "postgres: psql with the Secret's password over 127.0.0.1 reaches the chart's database as its user" \
     output_is "wbc|wbc|UTF8|C.UTF-8|t" psql_as "$postgres_password" \
     "SELECT current_user, current_database(), current_setting('server_encoding'), datcollate, rolsuper FROM pg_database, pg_roles WHERE datname = current_database() AND rolname = current_user"
@@ -384,6 +393,8 @@ echo "images in $images:"
 for image in redis postgres; do
   echo "  $image.tar $(du -h "$images/$image.tar" | cut -f1), root file system $(du -sh "$work/$image/bundle/rootfs" | cut -f1)"
 done
+check "redis: the image's user is the chart's runAsUser:runAsGroup" image_user_is_the_chart_s redis
+check "postgres: the image's user is the chart's runAsUser:runAsGroup" image_user_is_the_chart_s postgres
 check_redis
 check_postgres
 if [ "$failures" -gt 0 ]; then

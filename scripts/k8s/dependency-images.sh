@@ -7,8 +7,9 @@
 #                          POSTGRES_PASSWORD_FILE), POSTGRES_DB, PGDATA, initdb on an empty PGDATA,
 #                          container args passed on to postgres
 # Each holds the binaries, the shared libraries `ldd` lists, the data files the server reads, and
-# busybox-static as /bin/sh. Both run as uid/gid 999 on a read-only root file system and write only to
-# the volumes the chart mounts. The packages come from the host's install when it has them, else from
+# busybox-static as /bin/sh. Both run as uid/gid 10001 (IMAGE_UID: a high uid that no user of the node
+# has, as checkov's CKV_K8S_40 asks; the chart's podSecurityContext of both uses the same) on a read-only
+# root file system and write only to the volumes the chart mounts. The packages come from the host's install when it has them, else from
 # `apt-get download` + `dpkg-deb -x` (cached in $WBC_IMAGES_CACHE, default ~/.cache/wbc-images;
 # WBC_IMAGES_FROM=debs forces that path). scripts/k8s/check-images.sh runs the images as the chart does.
 #   scripts/k8s/dependency-images.sh OUT_DIR  ->  OUT_DIR/redis.tar, OUT_DIR/postgres.tar (docker-archives
@@ -18,6 +19,8 @@ set -euo pipefail
 out=${1:?usage: dependency-images.sh OUT_DIR}
 cache=${WBC_IMAGES_CACHE:-$HOME/.cache/wbc-images}
 from=${WBC_IMAGES_FROM:-auto}
+# the images' user and group; charts/wbc/values.yaml's redis and postgresql podSecurityContext run them as it
+IMAGE_UID=10001
 PACKAGES=(redis-server redis-tools postgresql-15 postgresql-client-15 tzdata)
 PG=/usr/lib/postgresql/15
 # the server, what the entrypoint runs, and the clients for `kubectl exec`
@@ -27,7 +30,7 @@ DEPS=(--no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --n
 log() { echo "dependency-images: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "run as root: the images' directories belong to uid 999, and the checks chroot"
+[ "$(id -u)" -eq 0 ] || die "run as root: the images' directories belong to uid $IMAGE_UID, and the checks chroot"
 command -v apt-get >/dev/null || die "needs a Debian-like machine (apt-get, dpkg-deb)"
 command -v dpkg-deb >/dev/null || die "needs a Debian-like machine (apt-get, dpkg-deb)"
 
@@ -120,8 +123,8 @@ put_base() { # rootfs user home
   done
   mkdir -p "$rootfs"/{etc,proc,sys,dev,tmp}
   chmod 1777 "$rootfs/tmp"
-  printf 'root:x:0:0:root:/root:/bin/sh\n%s:x:999:999:%s:%s:/bin/sh\n' "$user" "$user" "$home" >"$rootfs/etc/passwd"
-  printf 'root:x:0:\n%s:x:999:\n' "$user" >"$rootfs/etc/group"
+  printf 'root:x:0:0:root:/root:/bin/sh\n%s:x:%s:%s:%s:%s:/bin/sh\n' "$user" "$IMAGE_UID" "$IMAGE_UID" "$user" "$home" >"$rootfs/etc/passwd"
+  printf 'root:x:0:\n%s:x:%s:\n' "$user" "$IMAGE_UID" >"$rootfs/etc/group"
 }
 
 new_rootfs() { # name tag -> prints the rootfs path
@@ -134,7 +137,7 @@ new_rootfs() { # name tag -> prints the rootfs path
 pack() { # name tag umoci-config-option...
   local name=$1 tag=$2; shift 2
   umoci repack --image "$work/$name.oci:$tag" "$work/$name.bundle"
-  umoci config --image "$work/$name.oci:$tag" --config.user 999:999 "$@"
+  umoci config --image "$work/$name.oci:$tag" --config.user $IMAGE_UID:$IMAGE_UID "$@"
   rm -f "$out/$name.tar"
   skopeo copy --quiet "oci:$work/$name.oci:$tag" "docker-archive:$out/$name.tar:k8s.local/$name:$tag"
   echo "$out/$name.tar  k8s.local/$name:$tag  (root file system $(du -sh "$work/$name.bundle/rootfs" | cut -f1), archive $(du -sh "$out/$name.tar" | cut -f1))"
@@ -147,9 +150,9 @@ build_redis() {
   put "$rootfs" 0755 /usr/bin/redis-server /usr/bin/redis-cli
   put_libraries "$rootfs" "$src/usr/bin/redis-server" "$src/usr/bin/redis-cli"
   mkdir -p "$rootfs/data" "$rootfs/etc/redis"
-  chown 999:999 "$rootfs/data"
-  version=$(chroot --userspec=999:999 "$rootfs" redis-server --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')
-  chroot --userspec=999:999 "$rootfs" redis-cli --version >/dev/null
+  chown $IMAGE_UID:$IMAGE_UID "$rootfs/data"
+  version=$(chroot --userspec=$IMAGE_UID:$IMAGE_UID "$rootfs" redis-server --version | sed -n 's/.* v=\([0-9.]*\) .*/\1/p')
+  chroot --userspec=$IMAGE_UID:$IMAGE_UID "$rootfs" redis-cli --version >/dev/null
   case $version in 7.0.*) ;; *) die "redis-server is $version, not 7.0.x" ;; esac
   pack redis 7.0 --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.cmd redis-server \
     --config.workingdir /data --config.exposedports 6379/tcp \
@@ -180,12 +183,12 @@ build_postgres() {
   ln -s /usr/share/zoneinfo/Etc/UTC "$rootfs/etc/localtime"
   # the databases' locale (LANG): UTF-8, with the stable code point collation of C
   cp -a /usr/lib/locale/C.utf8 "$rootfs/usr/lib/locale/"
-  install -d -o 999 -g 999 -m 0755 "$rootfs/var/lib/postgresql"
-  install -d -o 999 -g 999 -m 0700 "$rootfs/var/lib/postgresql/data"
-  install -d -o 999 -g 999 -m 3777 "$rootfs/var/run/postgresql"
+  install -d -o $IMAGE_UID -g $IMAGE_UID -m 0755 "$rootfs/var/lib/postgresql"
+  install -d -o $IMAGE_UID -g $IMAGE_UID -m 0700 "$rootfs/var/lib/postgresql/data"
+  install -d -o $IMAGE_UID -g $IMAGE_UID -m 3777 "$rootfs/var/run/postgresql"
   write_postgres_entrypoint "$rootfs/usr/local/bin/docker-entrypoint.sh"
-  for bin in "${PG_BINARIES[@]}"; do chroot --userspec=999:999 "$rootfs" "$PG/bin/$bin" --version >/dev/null; done
-  version=$(chroot --userspec=999:999 "$rootfs" "$PG/bin/postgres" --version | awk '{print $3}')
+  for bin in "${PG_BINARIES[@]}"; do chroot --userspec=$IMAGE_UID:$IMAGE_UID "$rootfs" "$PG/bin/$bin" --version >/dev/null; done
+  version=$(chroot --userspec=$IMAGE_UID:$IMAGE_UID "$rootfs" "$PG/bin/postgres" --version | awk '{print $3}')
   case $version in 15.*) ;; *) die "postgres is $version, not 15.x" ;; esac
   # SIGINT is PostgreSQL's fast shutdown: SIGTERM (smart) would wait for every client to disconnect,
   # and the API and worker hold pooled connections. containerd sends the image's stop signal.

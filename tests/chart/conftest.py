@@ -185,3 +185,15 @@ def validate_cr(obj: dict[str, Any]) -> None:
     schema["properties"]["apiVersion"] = {"const": obj["apiVersion"]}
     schema["properties"]["kind"] = {"const": crd()["spec"]["names"]["kind"]}
     jsonschema.Draft7Validator(schema).validate(obj)
+
+
+# --- tools with venvs of their own (scripts/chart/tool-venv.sh): checkov, nca --------------------------------
+
+@functools.lru_cache(maxsize=None)
+def tool(name: str) -> Path:
+    """The executable of a tool whose pins clash with this venv's, from its own venv (made on first use)."""
+    import subprocess
+
+    venv = subprocess.run([str(ROOT / "scripts" / "chart" / "tool-venv.sh"), name], check=True,
+                          stdout=subprocess.PIPE, text=True).stdout.strip()
+    return Path(venv) / "bin" / name

@@ -33,11 +33,11 @@ def test_the_chart_reads_its_copies_of_the_dashboard_and_the_alert_rules():
 def test_the_rendered_manifest_is_the_whole_release_except_the_crd_secret_and_tests():
     docs = [d for d in yaml.safe_load_all(chartgen.RENDERED.read_text()) if d]
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ConfigMap", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount", "StatefulSet",
-                     "WriteBehindCache"]
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "Role", "RoleBinding", "Service", "ServiceAccount",
+                     "StatefulSet", "WriteBehindCache"]
     (cache,) = [d for d in docs if d["kind"] == "WriteBehindCache"]
     assert "annotations" not in cache["metadata"], "kubectl users apply the CRD first: no Helm hook"
     assert all(d["metadata"].get("namespace") == "default" for d in docs)
     # the kinds are in Helm's install order: what a pod references exists before the pod
     order = [d["kind"] for d in docs]
-    assert order.index("ServiceAccount") < order.index("ConfigMap") < order.index("Role") < order.index("Deployment")
+    assert order.index("NetworkPolicy") < order.index("ServiceAccount") < order.index("ConfigMap") < order.index("Role") < order.index("Deployment")

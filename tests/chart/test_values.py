@@ -86,6 +86,15 @@ BAD_VALUES = [
     ({"redis": {"enabled": False}, "externalRedis": {"existingSecretUrlKey": "url"}}, "/externalRedis/existingSecret", "minLength"),
     ({"postgresql": {"enabled": False}, "externalPostgresql": {"existingSecretUrlKey": "url"}},
      "/externalPostgresql/existingSecret", "minLength"),
+    ({"networkPolicy": {"api": {"from": [{}]}}}, "/networkPolicy/api/from/0", "minProperties"),
+    ({"networkPolicy": {"api": {"from": [{"namespace": "x"}]}}}, "/networkPolicy/api/from/0",
+     "additional properties 'namespace' not allowed"),
+    ({"networkPolicy": {"metrics": {"namespaces": ["Monitoring"]}}}, "/networkPolicy/metrics/namespaces/0",
+     "does not match pattern"),
+    ({"networkPolicy": {"kubeApiServer": {"cidrs": ["everywhere"]}}}, "/networkPolicy/kubeApiServer/cidrs/0",
+     "does not match pattern"),
+    ({"networkPolicy": {"kubeApiServer": {"ports": [0]}}}, "/networkPolicy/kubeApiServer/ports/0", "minimum"),
+    ({"networkPolicy": {"extraEgress": [{"too": []}]}}, "/networkPolicy/extraEgress/0", "additional properties 'too'"),
     ({"unknownTopLevelKey": 1}, "additional properties 'unknownTopLevelKey' not allowed", ""),
 ]
 

@@ -1,5 +1,6 @@
 //! The wbc Kubernetes controller: a `WriteBehindCache` resource becomes the ConfigMap that the API and
 //! worker read their environment from, and the Deployments that read it are rolled when it changes.
+pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod crd;
@@ -11,6 +12,7 @@ pub mod reconcile;
 pub mod render;
 mod run;
 pub mod targets;
+pub mod watch;
 
 pub use crd::{WriteBehindCache, WriteBehindCacheSpec, WriteBehindCacheStatus};
 pub use error::{Error, Result};

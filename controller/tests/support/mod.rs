@@ -135,6 +135,10 @@ pub struct TestEnv {
     pub namespace: String,
     pub metrics: Metrics,
     pub server: &'static ApiServer,
+    /// The Deployment (`namespace/name`) the next controller started takes for its own.
+    pub own_deployment: Option<String>,
+    /// How long the next controller started may fail to watch before it says it is not ready.
+    pub stall_after: Duration,
     readiness: Readiness,
     shutdown: Option<oneshot::Sender<()>>,
     controller: Option<JoinHandle<()>>,
@@ -152,7 +156,17 @@ impl TestEnv {
         namespaces.create(&PostParams::default(), &ns).await.unwrap();
         let metrics = Metrics::new().unwrap();
         let readiness = Readiness::default();
-        let mut env = Self { client, namespace, metrics, readiness, server, shutdown: None, controller: None };
+        let mut env = Self {
+            client,
+            namespace,
+            metrics,
+            readiness,
+            server,
+            own_deployment: None,
+            stall_after: wbc_controller::metrics::STALL_AFTER,
+            shutdown: None,
+            controller: None,
+        };
         env.start_controller();
         env.controller_ready().await;
         Some(env)
@@ -161,14 +175,23 @@ impl TestEnv {
     /// Starts the controller (again) for this namespace.
     pub fn start_controller(&mut self) {
         let (tx, rx) = oneshot::channel();
-        let scope = Scope { namespace: Some(self.namespace.clone()), instance: None };
-        let readiness = Readiness::default();
+        let scope = Scope {
+            namespace: Some(self.namespace.clone()),
+            instance: None,
+            own_deployment: self.own_deployment.clone(),
+        };
+        let readiness = Readiness::with_stall_after(self.stall_after);
         let run = wbc_controller::run(self.client.clone(), scope, self.metrics.clone(), readiness.clone(), async {
             rx.await.ok();
         });
         self.shutdown = Some(tx);
         self.controller = Some(tokio::spawn(run));
         self.readiness = readiness;
+    }
+
+    /// Whether the controller says it is ready.
+    pub fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
     }
 
     /// Waits until the controller has listed what it watches.

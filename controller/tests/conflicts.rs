@@ -141,5 +141,33 @@ async fn the_config_map_is_also_owned_by_the_deployments_that_read_it_so_that_it
             ("Deployment".to_owned(), "api".to_owned(), api.uid().unwrap(), false),
         ]
     );
+
+    // the cache goes: its ConfigMap stays for the Deployment (the garbage collector honours every owner)
+    env.api::<WriteBehindCache>().delete("cache", &DeleteParams::default()).await.unwrap();
+    wait_for_events(&env, "cache-config", &[wbc_controller::watch::CONFIG_KEPT]).await;
+    env.stop_controller().await;
+}
+
+#[tokio::test]
+async fn a_selector_that_matches_the_controllers_own_deployment_leaves_it_alone() {
+    let Some(mut env) = TestEnv::start("ownself").await else { return };
+    let labels = [("app.kubernetes.io/part-of", "wbc"), ("app.kubernetes.io/instance", "cache")];
+    env.create_deployment("wbc-controller", &labels, "none").await;
+    env.create_deployment("api", &labels, "cache-config").await;
+    env.stop_controller().await;
+    env.own_deployment = Some(format!("{}/wbc-controller", env.namespace));
+    env.start_controller();
+    env.controller_ready().await;
+
+    env.create_cache("cache", json!({})).await;
+    let status = status_where(&env, "cache", "TargetConflict", |s| {
+        find(&s.conditions, types::DEGRADED).is_some_and(|c| c.reason == "TargetConflict")
+    })
+    .await;
+    let message = condition(&status, types::DEGRADED).2;
+    assert!(message.contains("Deployment wbc-controller is held by wbc-controller itself"), "{message}");
+    let deployments = env.api::<Deployment>();
+    assert_eq!(template_hash(&deployments.get("wbc-controller").await.unwrap()), None);
+    assert_eq!(template_hash(&deployments.get("api").await.unwrap()), status.config_hash);
     env.stop_controller().await;
 }

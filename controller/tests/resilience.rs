@@ -2,6 +2,8 @@
 //! kube-apiserver of its own: these tests change the CRD, so no other test file shares the server.
 mod support;
 
+use std::time::Duration;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api,
@@ -58,5 +60,28 @@ async fn a_cache_that_no_longer_decodes_is_skipped_with_a_warning_and_the_others
     wait_for_events(&env, "bad", &["Undecodable"]).await;
     let skipped = metric(&env.metrics, "wbc_controller_undecodable_objects_total");
     assert!(skipped.is_some_and(|n| n >= 1.0), "{skipped:?}");
+    env.stop_controller().await;
+}
+
+#[tokio::test]
+async fn watches_that_keep_failing_are_counted_and_make_the_controller_unready_until_they_recover() {
+    let _turn = CRD.lock().await;
+    let Some(mut env) = TestEnv::start("stall").await else { return };
+    env.stop_controller().await;
+    env.stall_after = Duration::from_secs(3);
+    env.start_controller();
+    env.controller_ready().await;
+
+    // the resource is no longer served: every list of the caches fails
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.delete(CRD_NAME, &Default::default()).await.unwrap();
+    wait_for("the controller to say it is stalled", || async { (!env.is_ready()).then_some(()) }).await;
+    let errors = metric(&env.metrics, "wbc_controller_watch_errors_total");
+    assert!(errors.is_some_and(|n| n >= 1.0), "{errors:?}");
+
+    install_crd(&env.client).await;
+    env.controller_ready().await;
+    env.create_cache("after", json!({})).await;
+    status_where(&env, "after", "a status", |s| s.config_hash.is_some()).await;
     env.stop_controller().await;
 }

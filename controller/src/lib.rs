@@ -12,9 +12,10 @@ pub mod reconcile;
 pub mod render;
 mod run;
 pub mod targets;
+mod uninstall;
 pub mod watch;
 
 pub use crd::{WriteBehindCache, WriteBehindCacheSpec, WriteBehindCacheStatus};
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Readiness};
-pub use run::{Args, Scope, run};
+pub use run::{Args, Command, Scope, run};

@@ -22,7 +22,7 @@ use crate::{
     crd::{MANAGED_BY_LABEL, WriteBehindCache},
     metrics,
     reconcile::{error_policy, reconcile},
-    targets, watch,
+    targets, uninstall, watch,
 };
 
 /// Command line and environment of `wbc-controller`.
@@ -43,14 +43,34 @@ pub struct Args {
     pub own_deployment: String,
     #[command(flatten)]
     pub log: LogArgs,
+    /// A one-off task instead of the controller.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The one-off tasks of `wbc-controller`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Deletes a WriteBehindCache and waits until it is gone (the chart's pre-delete hook).
+    DeleteCache {
+        /// Its namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 impl Args {
     /// Runs the controller until SIGTERM or Ctrl-C, then finishes the reconciles in flight.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { watch_namespace, metrics_addr, pod_name, own_deployment, log } = self;
+        let Self { watch_namespace, metrics_addr, pod_name, own_deployment, log, command } = self;
         let _telemetry = log.init("wbc-controller")?;
         let client = Client::try_default().await?;
+        if let Some(Command::DeleteCache { namespace, name }) = command {
+            return Ok(uninstall::delete_cache(client, &namespace, &name).await?);
+        }
         let metrics = Metrics::new()?;
         let readiness = Readiness::default();
         let listener = tokio::net::TcpListener::bind(metrics_addr).await?;

@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::{Result, crd::WriteBehindCache};
 
-/// How long the command waits for the cache to be gone (it carries no finalizer, so this is quick).
+/// How long the command waits for the cache to be gone (nothing holds its deletion back, so this is quick).
 const GONE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Deletes the cache `name` in `namespace` (a missing one is fine) and waits until it is gone.

@@ -17,7 +17,7 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::{
     Error, Result, claims,
@@ -75,8 +75,9 @@ async fn observe(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> Resu
         }
     };
     let (held, conflicts) = claims::split(wbc, targets::selected(wbc, namespace, ctx).await?, ctx);
+    // the Warning event and the Degraded condition say it once; the log says it at debug level each time
     for conflict in &conflicts {
-        warn!(deployment = %conflict.deployment, holder = %conflict.holder, "selected Deployment left to its holder");
+        debug!(deployment = %conflict.deployment, holder = %conflict.holder, "selected Deployment left to its holder");
     }
     apply_config_map(wbc, namespace, &rendered, &held, ctx).await?;
     let (rollout, deployments) = targets::roll(wbc, namespace, &rendered.hash, held, ctx).await?;

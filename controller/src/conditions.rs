@@ -2,6 +2,7 @@
 use k8s_openapi::jiff::Timestamp;
 
 use crate::{
+    claims::Conflict,
     crd::Condition,
     health::{self, Dependency, Outage},
 };
@@ -36,6 +37,8 @@ pub mod reasons {
     pub const POSTGRES_UNAVAILABLE: &str = "PostgresUnavailable";
     /// Pods report both stores unreachable.
     pub const STORES_UNAVAILABLE: &str = "RedisAndPostgresUnavailable";
+    /// The selector matches Deployments held by another cache (or the controller's own): left alone.
+    pub const TARGET_CONFLICT: &str = "TargetConflict";
 }
 
 /// Event reasons, published on transitions only.
@@ -66,8 +69,9 @@ pub enum Rollout {
 /// What a reconcile found, from which the conditions follow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observed {
-    /// The spec is valid and its configuration (`hash`) is applied; pods report these outages.
-    Applied { hash: String, rollout: Rollout, outages: Vec<Outage> },
+    /// The spec is valid and its configuration (`hash`) is applied to the Deployments it holds; pods
+    /// report these outages; these selected Deployments are left to their holders.
+    Applied { hash: String, rollout: Rollout, outages: Vec<Outage>, conflicts: Vec<Conflict> },
     /// The spec is invalid, for this reason.
     Invalid { message: String },
 }
@@ -90,13 +94,26 @@ pub fn desired(observed: &Observed) -> [Desired; 3] {
             d(types::PROGRESSING, false, reasons::INVALID_SPEC, "the last valid configuration stays in place".into()),
             d(types::DEGRADED, true, reasons::INVALID_SPEC, message.clone()),
         ],
-        Observed::Applied { hash, rollout, outages } => {
+        Observed::Applied { hash, rollout, outages, conflicts } => {
             let short = &hash[..hash.len().min(12)];
-            let healthy = match outage_reason(outages) {
-                Some(reason) => d(types::DEGRADED, true, reason, health::describe(outages)),
-                None => d(types::DEGRADED, false, reasons::SPEC_APPLIED, format!("configuration {short} applied")),
+            let healthy = match (conflicts.is_empty(), outage_reason(outages)) {
+                (false, _) => {
+                    d(types::DEGRADED, true, reasons::TARGET_CONFLICT, describe_conflicts(conflicts, outages))
+                }
+                (true, Some(reason)) => d(types::DEGRADED, true, reason, health::describe(outages)),
+                (true, None) => {
+                    d(types::DEGRADED, false, reasons::SPEC_APPLIED, format!("configuration {short} applied"))
+                }
             };
             match rollout {
+                Rollout::NoTargets if !conflicts.is_empty() => {
+                    let message = "every Deployment the target selector matches is held elsewhere; see Degraded";
+                    [
+                        d(types::READY, false, reasons::TARGET_CONFLICT, message.to_owned()),
+                        d(types::PROGRESSING, false, reasons::TARGET_CONFLICT, message.to_owned()),
+                        healthy,
+                    ]
+                }
                 Rollout::NoTargets => {
                     let message = "no Deployment matches the target selector".to_owned();
                     [
@@ -141,6 +158,18 @@ pub fn desired(observed: &Observed) -> [Desired; 3] {
             }
         }
     }
+}
+
+/// One sentence per Deployment left alone, then the outages if any.
+fn describe_conflicts(conflicts: &[Conflict], outages: &[Outage]) -> String {
+    let mut lines: Vec<String> = conflicts
+        .iter()
+        .map(|c| format!("Deployment {} is held by {}, so this cache does not roll it", c.deployment, c.holder))
+        .collect();
+    if !outages.is_empty() {
+        lines.push(health::describe(outages));
+    }
+    lines.join("; ")
 }
 
 fn outage_reason(outages: &[Outage]) -> Option<&'static str> {
@@ -232,12 +261,17 @@ mod tests {
             hash: "ab".repeat(32),
             rollout: Rollout::Pending { pending: vec!["api".into()], total: 1 },
             outages: vec![],
+            conflicts: vec![],
         };
         let first = merge(&[], desired(&pending), at(1));
         assert_eq!(merge(&first, desired(&pending), at(2)), first);
 
-        let complete =
-            Observed::Applied { hash: "ab".repeat(32), rollout: Rollout::Complete { total: 1 }, outages: vec![] };
+        let complete = Observed::Applied {
+            hash: "ab".repeat(32),
+            rollout: Rollout::Complete { total: 1 },
+            outages: vec![],
+            conflicts: vec![],
+        };
         let second = merge(&first, desired(&complete), at(3));
         let ready = find(&second, types::READY).unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", reasons::ROLLOUT_COMPLETE));
@@ -258,8 +292,11 @@ mod tests {
     #[test]
     fn pods_that_fall_unavailable_after_a_rollout_are_not_a_rollout() {
         let rollout = Rollout::Unavailable { unavailable: vec!["api".into()], total: 2 };
-        let conditions =
-            merge(&[], desired(&Observed::Applied { hash: "ef".repeat(32), rollout, outages: vec![] }), at(1));
+        let conditions = merge(
+            &[],
+            desired(&Observed::Applied { hash: "ef".repeat(32), rollout, outages: vec![], conflicts: vec![] }),
+            at(1),
+        );
         for type_ in [types::READY, types::PROGRESSING] {
             let c = find(&conditions, type_).unwrap();
             assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reasons::PODS_UNAVAILABLE), "{type_}");
@@ -269,8 +306,12 @@ mod tests {
 
     #[test]
     fn events_follow_the_transitions_of_ready_and_degraded() {
-        let observed =
-            |outages| Observed::Applied { hash: "cd".repeat(32), rollout: Rollout::Complete { total: 1 }, outages };
+        let observed = |outages| Observed::Applied {
+            hash: "cd".repeat(32),
+            rollout: Rollout::Complete { total: 1 },
+            outages,
+            conflicts: vec![],
+        };
         let down = vec![Outage { dependency: Dependency::Redis, pod: "api-1".into(), error: "refused".into() }];
         let healthy = merge(&[], desired(&observed(vec![])), at(1));
         let reasons_of = |ts: Vec<Transition>| ts.into_iter().map(|t| (t.warning, t.reason)).collect::<Vec<_>>();
@@ -288,8 +329,12 @@ mod tests {
     #[test]
     fn a_store_reported_down_degrades_a_live_configuration_with_its_reason() {
         let outage = |dependency, pod: &str| Outage { dependency, pod: pod.into(), error: "connection refused".into() };
-        let observed =
-            |outages| Observed::Applied { hash: "cd".repeat(32), rollout: Rollout::Complete { total: 2 }, outages };
+        let observed = |outages| Observed::Applied {
+            hash: "cd".repeat(32),
+            rollout: Rollout::Complete { total: 2 },
+            outages,
+            conflicts: vec![],
+        };
         for (outages, reason) in [
             (vec![outage(Dependency::Redis, "api-1")], reasons::REDIS_UNAVAILABLE),
             (vec![outage(Dependency::Postgres, "worker-1")], reasons::POSTGRES_UNAVAILABLE),

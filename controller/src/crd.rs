@@ -12,6 +12,8 @@ use wbc_core::Settings;
 pub const GROUP: &str = "wbc.dev";
 /// Pod-template annotation carrying the hash of the configuration a Deployment's pods read.
 pub const CONFIG_HASH_ANNOTATION: &str = "wbc.dev/config-hash";
+/// Deployment annotation naming the cache that holds it, when several select it (claims.rs).
+pub const CACHE_ANNOTATION: &str = "wbc.dev/cache";
 /// Label the default target selector matches: the Deployments belong to wbc.
 pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 /// Label the default target selector matches: the Deployments belong to this instance.

@@ -1,11 +1,16 @@
 //! The controller's Prometheus metrics and its `/healthz`, `/readyz` and `/metrics` endpoints.
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use axum::{Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get};
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramTimer, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramTimer, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 use crate::{Error, Result};
 
@@ -17,6 +22,9 @@ pub struct Metrics {
     failures: IntCounterVec,
     duration: Histogram,
     writes: IntCounterVec,
+    watch_errors: IntCounter,
+    undecodable: IntCounter,
+    ready: IntGauge,
 }
 
 impl Metrics {
@@ -37,12 +45,24 @@ impl Metrics {
                 Opts::new("wbc_controller_writes_total", "Writes to the Kubernetes API, by object"),
                 &["object"],
             )?,
+            watch_errors: IntCounter::new(
+                "wbc_controller_watch_errors_total",
+                "Failed lists and watches of the caches, their ConfigMaps and Deployments (each is retried)",
+            )?,
+            undecodable: IntCounter::new(
+                "wbc_controller_undecodable_objects_total",
+                "Versions of WriteBehindCaches skipped because they do not decode",
+            )?,
+            ready: IntGauge::new("wbc_controller_ready", "1 while the controller is making progress (as /readyz)")?,
             registry,
         };
         m.registry.register(Box::new(m.reconciles.clone()))?;
         m.registry.register(Box::new(m.failures.clone()))?;
         m.registry.register(Box::new(m.duration.clone()))?;
         m.registry.register(Box::new(m.writes.clone()))?;
+        m.registry.register(Box::new(m.watch_errors.clone()))?;
+        m.registry.register(Box::new(m.undecodable.clone()))?;
+        m.registry.register(Box::new(m.ready.clone()))?;
         // every series exists from the start, so that rates and alerts see a zero before the first event
         for label in Error::METRIC_LABELS {
             m.failures.with_label_values(&[label]).reset();
@@ -69,6 +89,16 @@ impl Metrics {
         self.writes.with_label_values(&[object]).inc();
     }
 
+    /// Counts a failed list or watch.
+    pub fn watch_failed(&self) {
+        self.watch_errors.inc();
+    }
+
+    /// Counts a version of a cache that does not decode.
+    pub fn undecodable(&self) {
+        self.undecodable.inc();
+    }
+
     /// Reconciles started so far.
     pub fn reconciles_total(&self) -> u64 {
         self.reconciles.get()
@@ -87,19 +117,52 @@ impl Metrics {
     }
 }
 
-/// Set once the controller has listed the resources it watches.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// How long watches may keep failing, with no reconcile done and no watch event received meanwhile,
+/// before the controller says it is not ready: longer than the watches' longest retry delay.
+pub const STALL_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether the controller is making progress: it has listed what it watches, and no failure of its
+/// watches has gone unanswered (by a watch event or a reconcile) for longer than the stall limit.
+#[derive(Clone)]
+pub struct Readiness(Arc<ReadinessState>);
+
+struct ReadinessState {
+    listed: AtomicBool,
+    failing_since: Mutex<Option<Instant>>,
+    stall_after: Duration,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::with_stall_after(STALL_AFTER)
+    }
+}
 
 impl Readiness {
-    /// Marks the controller ready.
+    /// Readiness with another stall limit than [`STALL_AFTER`].
+    pub fn with_stall_after(stall_after: Duration) -> Self {
+        Self(Arc::new(ReadinessState { listed: AtomicBool::new(false), failing_since: Mutex::new(None), stall_after }))
+    }
+
+    /// Marks the first list done.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.listed.store(true, Ordering::Release);
+    }
+
+    /// A watch event arrived or a reconcile finished.
+    pub fn progressed(&self) {
+        *self.0.failing_since.lock().expect("not poisoned") = None;
+    }
+
+    /// A list or watch failed.
+    pub fn failed(&self) {
+        self.0.failing_since.lock().expect("not poisoned").get_or_insert_with(Instant::now);
     }
 
     /// Whether the controller is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        let failing_since = *self.0.failing_since.lock().expect("not poisoned");
+        self.0.listed.load(Ordering::Acquire) && failing_since.is_none_or(|t| t.elapsed() < self.0.stall_after)
     }
 }
 
@@ -122,11 +185,15 @@ async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
     if ops.readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the watches have not synced yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the watches have not listed yet, or have failed for a minute with no progress",
+        )
     }
 }
 
 async fn render(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    ops.metrics.ready.set(i64::from(ops.readiness.is_ready()));
     match ops.metrics.render() {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body),
         Err(e) => {
@@ -168,5 +235,21 @@ mod tests {
         assert!(body.contains(r#"wbc_controller_writes_total{object="configmap"} 1"#), "{body}");
         assert!(body.contains(r#"wbc_controller_writes_total{object="status"} 0"#), "{body}");
         assert!(body.contains(r#"wbc_controller_reconcile_failures_total{error="api_refused"} 0"#), "{body}");
+        assert!(body.contains("wbc_controller_watch_errors_total 0"), "{body}");
+        assert!(body.contains("wbc_controller_ready 1"), "{body}");
+    }
+
+    #[test]
+    fn a_failure_unanswered_for_the_stall_limit_makes_the_controller_unready_until_it_progresses() {
+        let readiness = Readiness::with_stall_after(Duration::from_millis(50));
+        readiness.failed();
+        assert!(!readiness.is_ready(), "before the first list");
+        readiness.set_ready();
+        assert!(readiness.is_ready(), "a fresh failure is not yet a stall");
+        std::thread::sleep(Duration::from_millis(60));
+        readiness.failed();
+        assert!(!readiness.is_ready(), "a later failure does not restart the clock");
+        readiness.progressed();
+        assert!(readiness.is_ready());
     }
 }

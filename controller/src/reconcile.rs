@@ -1,18 +1,26 @@
 //! One reconcile: render the spec, apply the ConfigMap, roll the targets, report the status. Each
 //! step reads first and writes only what differs, so a reconcile of an unchanged resource writes nothing.
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
-use k8s_openapi::{api::core::v1::ConfigMap, jiff::Timestamp};
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::ConfigMap},
+    apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference},
+    jiff::Timestamp,
+};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
     runtime::{controller::Action, events::EventType},
 };
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::{
-    Error, Result,
+    Error, Result, claims,
     conditions::{self, Observed, events},
     context::{Context, FIELD_MANAGER},
     crd::{
@@ -35,20 +43,46 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 pub async fn reconcile(wbc: Arc<WriteBehindCache>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     let namespace = wbc.namespace().ok_or_else(|| Error::IncompleteMetadata(wbc.name_any()))?;
-    let observed = match render(&wbc) {
+    // a reconcile queued before the cache was deleted (or replaced by one of the same name) has nothing
+    // to do: its deletion is no failure, and a new cache gets a reconcile of its own
+    let Some(previous) = live_status(&wbc, &namespace, &ctx).await? else {
+        info!("the cache is gone; nothing to reconcile");
+        return Ok(Action::await_change());
+    };
+    let observed = observe(&wbc, &namespace, &ctx).await?;
+    update_status(&wbc, &namespace, previous, &observed, &ctx).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// The status of the live cache, or `None` when the cache is no longer the one of `wbc`.
+async fn live_status(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> Result<Option<WriteBehindCacheStatus>> {
+    let api: Api<WriteBehindCache> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.get_status(&wbc.name_any()).await {
+        Ok(live) if live.uid() == wbc.uid() => Ok(Some(live.status.unwrap_or_default())),
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Renders the spec, applies the ConfigMap and rolls the Deployments the cache holds.
+async fn observe(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> Result<Observed> {
+    let rendered = match render(wbc) {
+        Ok(rendered) => rendered,
         Err(message) => {
             warn!(%message, "invalid spec; the last valid configuration stays in place");
-            Observed::Invalid { message }
-        }
-        Ok(rendered) => {
-            apply_config_map(&wbc, &namespace, &rendered, &ctx).await?;
-            let (rollout, deployments) = targets::roll(&wbc, &namespace, &rendered.hash, &ctx).await?;
-            let outages = health::outages(&deployments, &namespace, &ctx).await?;
-            Observed::Applied { hash: rendered.hash, rollout, outages }
+            return Ok(Observed::Invalid { message });
         }
     };
-    update_status(&wbc, &namespace, &observed, &ctx).await?;
-    Ok(Action::requeue(RESYNC))
+    let (held, conflicts) = claims::split(wbc, targets::selected(wbc, namespace, ctx).await?, ctx);
+    // the Warning event and the Degraded condition say it once; the log says it at debug level each time
+    for conflict in &conflicts {
+        debug!(deployment = %conflict.deployment, holder = %conflict.holder, "selected Deployment left to its holder");
+    }
+    apply_config_map(wbc, namespace, &rendered, &held, ctx).await?;
+    let (rollout, deployments) = targets::roll(wbc, namespace, &rendered.hash, held, ctx).await?;
+    let outages = health::outages(&deployments, namespace, ctx).await?;
+    Ok(Observed::Applied { hash: rendered.hash, rollout, outages, conflicts })
 }
 
 /// Counts the failure and tries again shortly.
@@ -58,14 +92,20 @@ pub fn error_policy(wbc: Arc<WriteBehindCache>, error: &Error, ctx: Arc<Context>
     Action::requeue(RETRY_AFTER_FAILURE)
 }
 
-/// The ConfigMap as the controller wants it.
-fn desired_config_map(wbc: &WriteBehindCache, rendered: &Rendered) -> Result<ConfigMap> {
+/// The ConfigMap as the controller wants it: owned by the cache, which controls it, and by every
+/// Deployment that reads it, so that the garbage collector deletes it only once all of them are gone and
+/// a deleted cache leaves its Deployments their last configuration.
+fn desired_config_map(wbc: &WriteBehindCache, rendered: &Rendered, held: &[Deployment]) -> Result<ConfigMap> {
     let owner = wbc.controller_owner_ref(&()).ok_or_else(|| Error::IncompleteMetadata(wbc.name_any()))?;
+    let mut owners = vec![owner];
+    for deployment in held {
+        owners.push(deployment.owner_ref(&()).ok_or_else(|| Error::IncompleteMetadata(deployment.name_any()))?);
+    }
     Ok(ConfigMap {
         metadata: kube::api::ObjectMeta {
             name: Some(wbc.config_map_name()),
             namespace: wbc.namespace(),
-            owner_references: Some(vec![owner]),
+            owner_references: Some(owners),
             labels: Some(BTreeMap::from([
                 (PART_OF_LABEL.to_owned(), "wbc".to_owned()),
                 (INSTANCE_LABEL.to_owned(), wbc.name_any()),
@@ -79,31 +119,55 @@ fn desired_config_map(wbc: &WriteBehindCache, rendered: &Rendered) -> Result<Con
     })
 }
 
-/// Whether `live` already carries everything of `want` (others may add labels of their own).
+/// Whether `live` already carries everything of `want`. Others may add labels and data keys of their
+/// own, which the controller neither compares nor removes; the data keys it applied must be exactly
+/// the wanted ones, with the wanted values.
 fn config_map_matches(live: &ConfigMap, want: &ConfigMap) -> bool {
     let contains = |live: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
         let live = live.clone().unwrap_or_default();
         want.iter().flatten().all(|(k, v)| live.get(k) == Some(v))
     };
-    let owned =
-        want.metadata.owner_references.iter().flatten().all(|o| {
-            live.metadata.owner_references.iter().flatten().any(|l| l.uid == o.uid && l.controller == Some(true))
-        });
-    live.data == want.data
-        && owned
+    let owners = |c: &ConfigMap| -> BTreeSet<(String, bool)> {
+        let ours = |o: &&OwnerReference| o.kind == "Deployment" || o.kind == WriteBehindCache::kind(&());
+        let refs = c.metadata.owner_references.iter().flatten().filter(ours);
+        refs.map(|o| (o.uid.clone(), o.controller == Some(true))).collect()
+    };
+    let wanted_keys: BTreeSet<&str> = want.data.iter().flatten().map(|(k, _)| k.as_str()).collect();
+    applied_data_keys(live).iter().map(String::as_str).collect::<BTreeSet<_>>() == wanted_keys
+        && contains(&live.data, &want.data)
+        && owners(live) == owners(want)
         && contains(&live.metadata.labels, &want.metadata.labels)
         && contains(&live.metadata.annotations, &want.metadata.annotations)
 }
 
-async fn apply_config_map(wbc: &WriteBehindCache, namespace: &str, rendered: &Rendered, ctx: &Context) -> Result<()> {
+/// The data keys the controller's last apply set, from the ConfigMap's managed fields.
+fn applied_data_keys(live: &ConfigMap) -> BTreeSet<String> {
+    let ours = |m: &&ManagedFieldsEntry| {
+        m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+    };
+    let applied = live.metadata.managed_fields.iter().flatten().find(ours);
+    let fields = applied.and_then(|m| m.fields_v1.as_ref()).and_then(|f| f.0.get("f:data")?.as_object().cloned());
+    fields.into_iter().flatten().filter_map(|(key, _)| key.strip_prefix("f:").map(str::to_owned)).collect()
+}
+
+async fn apply_config_map(
+    wbc: &WriteBehindCache,
+    namespace: &str,
+    rendered: &Rendered,
+    held: &[Deployment],
+    ctx: &Context,
+) -> Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    let want = desired_config_map(wbc, rendered)?;
+    let want = desired_config_map(wbc, rendered, held)?;
     let name = wbc.config_map_name();
     let live = api.get_opt(&name).await?;
     if live.as_ref().is_some_and(|live| config_map_matches(live, &want)) {
         return Ok(());
     }
-    let data_changed = live.as_ref().is_none_or(|live| live.data != want.data);
+    let data_changed = live.as_ref().is_none_or(|live| {
+        let live = live.data.clone().unwrap_or_default();
+        rendered.data.iter().any(|(k, v)| live.get(k) != Some(v))
+    });
     let mut apply = serde_json::to_value(&want)?;
     apply["apiVersion"] = json!("v1");
     apply["kind"] = json!("ConfigMap");
@@ -118,11 +182,16 @@ async fn apply_config_map(wbc: &WriteBehindCache, namespace: &str, rendered: &Re
     Ok(())
 }
 
-/// Writes the status when it differs from the live one; an invalid spec is announced when it appears.
-async fn update_status(wbc: &WriteBehindCache, namespace: &str, observed: &Observed, ctx: &Context) -> Result<()> {
+/// Writes the status when it differs from `previous`, the live one (the status of the cached object may
+/// lag behind the controller's own last write); an invalid spec is announced when it appears.
+async fn update_status(
+    wbc: &WriteBehindCache,
+    namespace: &str,
+    previous: WriteBehindCacheStatus,
+    observed: &Observed,
+    ctx: &Context,
+) -> Result<()> {
     let api: Api<WriteBehindCache> = Api::namespaced(ctx.client.clone(), namespace);
-    // the status of the cached object may lag behind our own last write
-    let previous = api.get_status(&wbc.name_any()).await?.status.unwrap_or_default();
     let conditions = conditions::merge(&previous.conditions, conditions::desired(observed), Timestamp::now());
     let (config_hash, config_map) = match observed {
         Observed::Applied { hash, .. } => (Some(hash.clone()), Some(wbc.config_map_name())),

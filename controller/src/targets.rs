@@ -15,22 +15,34 @@ use crate::{
     Result,
     conditions::{Rollout, events},
     context::{Context, FIELD_MANAGER},
-    crd::{CONFIG_HASH_ANNOTATION, WriteBehindCache, label_selector},
+    crd::{CACHE_ANNOTATION, CONFIG_HASH_ANNOTATION, WriteBehindCache, label_selector},
 };
 
-/// Gives every target Deployment the configuration `hash`, and says how far their rollouts are.
+/// The Deployments that `wbc`'s selector matches, by name.
+pub async fn selected(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> Result<Vec<Deployment>> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = label_selector(&wbc.target_labels());
+    let mut deployments = api.list(&ListParams::default().labels(&selector)).await?.items;
+    deployments.sort_by_key(|d| d.name_any());
+    Ok(deployments)
+}
+
+/// Gives every Deployment `wbc` holds the configuration `hash` (and the annotation that says who holds
+/// it), and says how far their rollouts are.
 pub async fn roll(
     wbc: &WriteBehindCache,
     namespace: &str,
     hash: &str,
+    held: Vec<Deployment>,
     ctx: &Context,
 ) -> Result<(Rollout, Vec<Deployment>)> {
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let selector = label_selector(&wbc.target_labels());
+    let holder = wbc.name_any();
     let mut deployments = Vec::new();
     let mut rolled = Vec::new();
-    for deployment in api.list(&ListParams::default().labels(&selector)).await? {
-        if config_hash(&deployment) == Some(hash) {
+    for deployment in held {
+        let marked = deployment.annotations().get(CACHE_ANNOTATION) == Some(&holder);
+        if config_hash(&deployment) == Some(hash) && marked {
             deployments.push(deployment);
             continue;
         }
@@ -38,13 +50,16 @@ pub async fn roll(
         let apply = json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": { "name": name, "namespace": namespace },
+            "metadata": { "name": name, "namespace": namespace, "annotations": { CACHE_ANNOTATION: holder } },
             "spec": { "template": { "metadata": { "annotations": { CONFIG_HASH_ANNOTATION: hash } } } },
         });
         let patched = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&apply)).await?;
         ctx.metrics.wrote("deployment");
-        info!(deployment = %name, %hash, "rollout started");
-        rolled.push(name);
+        // a Deployment that only lacked the annotation (rolled by an earlier controller) is not restarted
+        if config_hash(&deployment) != Some(hash) {
+            info!(deployment = %name, %hash, "rollout started");
+            rolled.push(name);
+        }
         deployments.push(patched);
     }
     if !rolled.is_empty() {

@@ -1,56 +1,18 @@
 //! The controller against a real kube-apiserver: ConfigMaps, rollouts, status, events and idempotence.
 mod support;
 
-use std::collections::BTreeSet;
-
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap, events::v1::Event};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{
     ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::json;
-use support::{TestEnv, template_hash, wait_for};
+use support::{TestEnv, condition, edit_spec, status_where, template_hash, wait_for, wait_for_events};
 use wbc_controller::{
-    WriteBehindCache, WriteBehindCacheStatus,
-    conditions::{find, reasons, types},
+    WriteBehindCache,
+    conditions::{reasons, types},
     crd::{INSTANCE_LABEL, PART_OF_LABEL},
 };
-
-/// The status once `accept` likes it.
-async fn status_where(
-    env: &TestEnv,
-    name: &str,
-    what: &str,
-    accept: impl Fn(&WriteBehindCacheStatus) -> bool,
-) -> WriteBehindCacheStatus {
-    let api = env.api::<WriteBehindCache>();
-    wait_for(what, || async { api.get(name).await.unwrap().status.filter(|s| accept(s)) }).await
-}
-
-fn condition(status: &WriteBehindCacheStatus, type_: &str) -> (String, String, String) {
-    let c = find(&status.conditions, type_).unwrap_or_else(|| panic!("no {type_} in {status:?}"));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
-/// The reasons of the events about one object.
-async fn event_reasons(env: &TestEnv, name: &str) -> BTreeSet<String> {
-    let events = env.api::<Event>().list(&Default::default()).await.unwrap();
-    let about = |e: &&Event| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name);
-    events.items.iter().filter(about).filter_map(|e| e.reason.clone()).collect()
-}
-
-async fn wait_for_events(env: &TestEnv, name: &str, reasons: &[&str]) -> BTreeSet<String> {
-    wait_for(&format!("events {reasons:?}"), || async {
-        let seen = event_reasons(env, name).await;
-        reasons.iter().all(|r| seen.contains(*r)).then_some(seen)
-    })
-    .await
-}
-
-async fn edit_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
-    let patch = Patch::Merge(json!({ "spec": spec }));
-    env.api::<WriteBehindCache>().patch(name, &PatchParams::default(), &patch).await.unwrap();
-}
 
 fn labels_of(instance: &str) -> [(&'static str, String); 2] {
     [(PART_OF_LABEL, "wbc".to_owned()), (INSTANCE_LABEL, instance.to_owned())]

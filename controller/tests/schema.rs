@@ -151,3 +151,20 @@ async fn the_controller_process_serves_its_endpoints_and_stops_gracefully_on_sig
     assert_eq!(line["span"]["name"], "reconcile", "a reconcile's log line carries its span: {line}");
     assert!(logs.contains("controller stopped"), "{logs}");
 }
+
+#[tokio::test]
+async fn the_delete_cache_command_deletes_a_cache_and_takes_a_missing_one_calmly() {
+    let Some(mut env) = TestEnv::start("deletecache").await else { return };
+    env.stop_controller().await;
+    env.create_cache("chart", json!({})).await;
+    let delete = || {
+        Command::new(env!("CARGO_BIN_EXE_wbc-controller"))
+            .env("KUBECONFIG", &env.server.kubeconfig)
+            .args(["delete-cache", "--namespace", &env.namespace, "--name", "chart"])
+            .status()
+            .unwrap()
+    };
+    assert!(delete().success());
+    assert!(env.api::<WriteBehindCache>().get_opt("chart").await.unwrap().is_none(), "the cache is still there");
+    assert!(delete().success(), "a missing cache failed the hook");
+}

@@ -74,6 +74,7 @@ e2e() {
   KUBECONFIG=$(mktemp) && kind get kubeconfig --name "$name" > "$KUBECONFIG" && export KUBECONFIG
   WBC_VERIFY=$verify WBC_E2E_VALUES=charts/wbc/ci/kind-e2e-values.yaml WBC_E2E_API_URL=http://localhost:8000 \
     WBC_E2E_API_IMAGE="wbc-api:$tag" WBC_E2E_WORKER_IMAGE="wbc-worker:$tag" WBC_E2E_CONTROLLER_IMAGE="wbc-controller:$tag" \
+    WBC_E2E_PAUSE_IMAGE=registry.k8s.io/pause:3.9 \
     PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest -p no:cacheprovider -s -v tests/e2e "$@"
 }
 

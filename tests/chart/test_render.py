@@ -66,7 +66,8 @@ def test_the_default_render_holds_the_whole_installation():
     objs = render_variant(VARIANTS[0])
     kinds = sorted({o.kind for o in objs})
     assert kinds == sorted([
-        "ConfigMap", "CustomResourceDefinition", "Deployment", "NetworkPolicy", "Pod", "Role", "RoleBinding", "Secret",
+        "ConfigMap", "CustomResourceDefinition", "Deployment", "Job", "NetworkPolicy", "Pod", "Role", "RoleBinding",
+        "Secret",
         "Service", "ServiceAccount", "StatefulSet", "WriteBehindCache",
     ])
     assert sorted(o.name for o in find(objs, "Deployment")) == ["wbc-api", "wbc-controller", "wbc-worker"]

@@ -9,7 +9,8 @@ from conftest import VARIANTS, pod_templates, render_variant
 
 IDS = [v.name for v in VARIANTS]
 # the only pod that talks to the Kubernetes API
-NEEDS_A_TOKEN = {"Deployment/wbc-controller"}
+# the controller, and its pre-delete hook that deletes the chart's cache (controller/uninstall-hook.yaml)
+NEEDS_A_TOKEN = {"Deployment/wbc-controller", "Job/wbc-delete-cache"}
 # pods whose configuration the chart manages (Secrets, ConfigMaps, connection settings)
 CHECKSUMMED = {"Deployment/wbc-api", "Deployment/wbc-worker", "StatefulSet/wbc-redis", "StatefulSet/wbc-postgresql"}
 
@@ -43,7 +44,8 @@ def test_every_pod_runs_non_root_with_a_read_only_root_and_no_capabilities(varia
 def test_every_container_has_requests_limits_and_probes(variant):
     problems = []
     for where, spec in pod_templates(render_variant(variant)):
-        is_test = where.startswith("Pod/")
+        # a test Pod or a hook Job runs to completion: nothing probes it
+        is_test = where.startswith(("Pod/", "Job/"))
         for c in spec["containers"]:
             name = f"{where} container {c['name']}"
             for kind in ("requests", "limits"):

@@ -9,6 +9,8 @@ e2e-kind` for kind):
   WBC_E2E_API_URL            the API's Service as the host reaches it (default http://localhost:8000,
                              kind-config.yaml's mapping of the node port 30800)
   WBC_E2E_NAMESPACE          the namespace of the release (default wbc-e2e; created and deleted)
+  WBC_E2E_PAUSE_IMAGE        an image that only sleeps, for a Deployment of test_2_operator (default the
+                             local node's k8s.local/pause:3.4.1; scripts/kind/kind.sh passes registry.k8s.io's)
   WBC_E2E_KEEP=1             leave the release installed after a failure, to look at it
   WBC_VERIFY                 the wbc-verify binary that judges the load tests' writes (required by
                              test_0_verdict, test_3_mode_switch and test_4_chaos; scripts/build-verify.sh)

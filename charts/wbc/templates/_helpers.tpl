@@ -220,3 +220,11 @@ readinessProbe:
   timeoutSeconds: 3
   failureThreshold: 2
 {{- end }}
+
+{{/*
+"true" while the cluster does not serve WriteBehindCache yet (a first install): the chart's cache is then a
+post-install hook (writebehindcache.yaml), which the pre-delete hook (controller/uninstall-hook.yaml) deletes.
+*/}}
+{{- define "wbc.cacheIsHook" -}}
+{{ not (.Capabilities.APIVersions.Has "wbc.dev/v1alpha1/WriteBehindCache") }}
+{{- end }}

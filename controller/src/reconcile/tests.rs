@@ -2,7 +2,11 @@
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
-use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
+use k8s_openapi::{
+    api::apps::v1::Deployment,
+    apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry},
+    jiff::Timestamp,
+};
 use kube::{Client, Resource, client::Body};
 use serde_json::{Value, json};
 
@@ -66,8 +70,10 @@ fn cache(spec: Value) -> WriteBehindCache {
 fn targeted(name: &str, hash: Option<&str>) -> Value {
     let mut deployment = Deployment::default();
     deployment.metadata.name = Some(name.into());
+    deployment.metadata.uid = Some(format!("uid-{name}"));
     deployment.metadata.generation = Some(1);
     if let Some(hash) = hash {
+        deployment.metadata.annotations = Some([(crate::crd::CACHE_ANNOTATION.to_owned(), "cache".to_owned())].into());
         let template = deployment.spec.template.metadata.get_or_insert_default();
         template.annotations = Some([(crate::crd::CONFIG_HASH_ANNOTATION.to_owned(), hash.to_owned())].into());
     }
@@ -89,26 +95,28 @@ async fn a_new_cache_applies_its_config_map_rolls_its_deployment_and_reports_pro
     let wbc = cache(json!({"mode": "WriteThrough"}));
     let rendered = render(&wbc).unwrap();
     let script = vec![
+        expect(Method::GET, &format!("{CACHE}/status"), serde_json::to_value(&wbc).unwrap()),
+        expect(Method::GET, &format!("{DEPLOYMENTS}?&labelSelector="), list(vec![targeted("api", None)])),
         not_found(Method::GET, CONFIG_MAP),
         expect(Method::PATCH, &format!("{CONFIG_MAP}{APPLY}"), json!({})),
         expect(Method::POST, EVENTS, json!({})),
-        expect(Method::GET, &format!("{DEPLOYMENTS}?&labelSelector="), list(vec![targeted("api", None)])),
         expect(Method::PATCH, &format!("{DEPLOYMENTS}/api{APPLY}"), targeted("api", Some(&rendered.hash))),
         expect(Method::POST, EVENTS, json!({})),
-        expect(Method::GET, &format!("{CACHE}/status"), serde_json::to_value(&wbc).unwrap()),
         expect(Method::PATCH, &format!("{CACHE}/status{APPLY}"), serde_json::to_value(&wbc).unwrap()),
     ];
     let (result, bodies) = reconcile_against(wbc, script).await;
     assert_eq!(result.unwrap(), Action::requeue(RESYNC));
 
-    let config_map = &bodies[1];
+    let config_map = &bodies[3];
     assert_eq!(config_map["data"]["WRITE_MODE"], "write-through");
     assert_eq!(config_map["metadata"]["ownerReferences"][0]["uid"], "uid-1");
     assert_eq!(config_map["metadata"]["ownerReferences"][0]["controller"], true);
-    assert_eq!(bodies[2]["reason"], events::CONFIG_APPLIED);
-    let annotations = &bodies[4]["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(config_map["metadata"]["ownerReferences"][1]["uid"], "uid-api");
+    assert_eq!(bodies[4]["reason"], events::CONFIG_APPLIED);
+    let annotations = &bodies[5]["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations[crate::crd::CONFIG_HASH_ANNOTATION], rendered.hash.as_str());
-    assert_eq!(bodies[5]["reason"], events::ROLLOUT_STARTED);
+    assert_eq!(bodies[5]["metadata"]["annotations"][crate::crd::CACHE_ANNOTATION], "cache");
+    assert_eq!(bodies[6]["reason"], events::ROLLOUT_STARTED);
     let status = &bodies[7]["status"];
     assert_eq!(status["observedGeneration"], 3);
     assert_eq!(status["configHash"], rendered.hash.as_str());
@@ -140,6 +148,7 @@ async fn an_unchanged_cache_is_only_read() {
         hash: rendered.hash.clone(),
         rollout: Rollout::Pending { pending: vec!["api".into()], total: 1 },
         outages: vec![],
+        conflicts: vec![],
     };
     wbc.status = Some(WriteBehindCacheStatus {
         observed_generation: Some(3),
@@ -147,11 +156,19 @@ async fn an_unchanged_cache_is_only_read() {
         config_map: Some("cache-config".into()),
         conditions: conditions::merge(&[], conditions::desired(&observed), Timestamp::UNIX_EPOCH),
     });
-    let live_config_map = serde_json::to_value(desired_config_map(&wbc, &rendered).unwrap()).unwrap();
+    let api: Deployment = serde_json::from_value(targeted("api", Some(&rendered.hash))).unwrap();
+    let mut live_config_map = desired_config_map(&wbc, &rendered, std::slice::from_ref(&api)).unwrap();
+    live_config_map.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some(FIELD_MANAGER.into()),
+        operation: Some("Apply".into()),
+        fields_v1: Some(FieldsV1(json!({"f:data": rendered.data.keys().map(|k| (format!("f:{k}"), json!({})))
+            .collect::<serde_json::Map<_, _>>()}))),
+        ..Default::default()
+    }]);
     let script = vec![
-        expect(Method::GET, CONFIG_MAP, live_config_map),
-        expect(Method::GET, DEPLOYMENTS, list(vec![targeted("api", Some(&rendered.hash))])),
         expect(Method::GET, &format!("{CACHE}/status"), serde_json::to_value(&wbc).unwrap()),
+        expect(Method::GET, DEPLOYMENTS, list(vec![targeted("api", Some(&rendered.hash))])),
+        expect(Method::GET, CONFIG_MAP, serde_json::to_value(live_config_map).unwrap()),
     ];
     let (result, _) = reconcile_against(wbc, script).await;
     result.unwrap();

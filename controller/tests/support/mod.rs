@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     future::Future,
     path::{Path, PathBuf},
     process::Command,
@@ -18,6 +18,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         core::v1::{ConfigMap, Namespace},
+        events::v1::Event,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -28,7 +29,9 @@ use kube::{
 };
 use serde_json::json;
 use tokio::{sync::oneshot, task::JoinHandle};
-use wbc_controller::{Metrics, Readiness, Scope, WriteBehindCache, manifests::CRD_PATH};
+use wbc_controller::{
+    Metrics, Readiness, Scope, WriteBehindCache, WriteBehindCacheStatus, conditions::find, manifests::CRD_PATH,
+};
 
 /// The running test server.
 pub struct ApiServer {
@@ -132,6 +135,10 @@ pub struct TestEnv {
     pub namespace: String,
     pub metrics: Metrics,
     pub server: &'static ApiServer,
+    /// The Deployment (`namespace/name`) the next controller started takes for its own.
+    pub own_deployment: Option<String>,
+    /// How long the next controller started may fail to watch before it says it is not ready.
+    pub stall_after: Duration,
     readiness: Readiness,
     shutdown: Option<oneshot::Sender<()>>,
     controller: Option<JoinHandle<()>>,
@@ -149,7 +156,17 @@ impl TestEnv {
         namespaces.create(&PostParams::default(), &ns).await.unwrap();
         let metrics = Metrics::new().unwrap();
         let readiness = Readiness::default();
-        let mut env = Self { client, namespace, metrics, readiness, server, shutdown: None, controller: None };
+        let mut env = Self {
+            client,
+            namespace,
+            metrics,
+            readiness,
+            server,
+            own_deployment: None,
+            stall_after: wbc_controller::metrics::STALL_AFTER,
+            shutdown: None,
+            controller: None,
+        };
         env.start_controller();
         env.controller_ready().await;
         Some(env)
@@ -158,14 +175,23 @@ impl TestEnv {
     /// Starts the controller (again) for this namespace.
     pub fn start_controller(&mut self) {
         let (tx, rx) = oneshot::channel();
-        let scope = Scope { namespace: Some(self.namespace.clone()), instance: None };
-        let readiness = Readiness::default();
+        let scope = Scope {
+            namespace: Some(self.namespace.clone()),
+            instance: None,
+            own_deployment: self.own_deployment.clone(),
+        };
+        let readiness = Readiness::with_stall_after(self.stall_after);
         let run = wbc_controller::run(self.client.clone(), scope, self.metrics.clone(), readiness.clone(), async {
             rx.await.ok();
         });
         self.shutdown = Some(tx);
         self.controller = Some(tokio::spawn(run));
         self.readiness = readiness;
+    }
+
+    /// Whether the controller says it is ready.
+    pub fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
     }
 
     /// Waits until the controller has listed what it watches.
@@ -262,4 +288,55 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The status once `accept` likes it.
+pub async fn status_where(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    accept: impl Fn(&WriteBehindCacheStatus) -> bool,
+) -> WriteBehindCacheStatus {
+    let api = env.api::<WriteBehindCache>();
+    wait_for(what, || async { api.get(name).await.unwrap().status.filter(|s| accept(s)) }).await
+}
+
+pub fn condition(status: &WriteBehindCacheStatus, type_: &str) -> (String, String, String) {
+    let c = find(&status.conditions, type_).unwrap_or_else(|| panic!("no {type_} in {status:?}"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+/// The reasons of the events about one object.
+pub async fn event_reasons(env: &TestEnv, name: &str) -> BTreeSet<String> {
+    let events = env.api::<Event>().list(&Default::default()).await.unwrap();
+    let about = |e: &&Event| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name);
+    events.items.iter().filter(about).filter_map(|e| e.reason.clone()).collect()
+}
+
+pub async fn wait_for_events(env: &TestEnv, name: &str, reasons: &[&str]) -> BTreeSet<String> {
+    wait_for(&format!("events {reasons:?}"), || async {
+        let seen = event_reasons(env, name).await;
+        reasons.iter().all(|r| seen.contains(*r)).then_some(seen)
+    })
+    .await
+}
+
+pub async fn edit_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
+    let patch = Patch::Merge(json!({ "spec": spec }));
+    env.api::<WriteBehindCache>().patch(name, &PatchParams::default(), &patch).await.unwrap();
+}
+
+/// How many events of `reason` were published about one object.
+pub async fn event_count(env: &TestEnv, name: &str, reason: &str) -> i32 {
+    let events = env.api::<Event>().list(&Default::default()).await.unwrap();
+    let about = |e: &&Event| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.reason.as_deref() == Some(reason)
+    };
+    events.items.iter().filter(about).map(|e| e.series.as_ref().map_or(1, |s| s.count)).sum()
+}
+
+/// The value of one series in the controller's `/metrics` text, `name{labels}` as it is printed.
+pub fn metric(metrics: &Metrics, series: &str) -> Option<f64> {
+    let text = String::from_utf8(metrics.render().unwrap()).unwrap();
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -114,3 +114,21 @@ store's port at any address), the OTLP collector's port, and networkPolicy.extra
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The egress rule to the Kubernetes API server (networkPolicy.kubeApiServer), for the controller and the
+pre-delete hook that deletes the chart's cache.
+*/}}
+{{- define "wbc.np.kubeApiServerEgress" -}}
+{{- $api := .Values.networkPolicy.kubeApiServer }}
+- to:
+    {{- range $api.cidrs }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  ports:
+    {{- range $api.ports }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
+{{- end }}

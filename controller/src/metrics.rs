@@ -17,6 +17,7 @@ pub struct Metrics {
     failures: IntCounterVec,
     duration: Histogram,
     writes: IntCounterVec,
+    probe_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -37,18 +38,29 @@ impl Metrics {
                 Opts::new("wbc_controller_writes_total", "Writes to the Kubernetes API, by object"),
                 &["object"],
             )?,
+            probe_failures: IntCounterVec::new(
+                Opts::new(
+                    "wbc_controller_health_probe_failures_total",
+                    "Health probes of target pods that failed, by step: list_pods or ask_pod",
+                ),
+                &["step"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.reconciles.clone()))?;
         m.registry.register(Box::new(m.failures.clone()))?;
         m.registry.register(Box::new(m.duration.clone()))?;
         m.registry.register(Box::new(m.writes.clone()))?;
+        m.registry.register(Box::new(m.probe_failures.clone()))?;
         // every series exists from the start, so that rates and alerts see a zero before the first event
         for label in Error::METRIC_LABELS {
             m.failures.with_label_values(&[label]).reset();
         }
         for object in ["configmap", "deployment", "status", "event"] {
             m.writes.with_label_values(&[object]).reset();
+        }
+        for step in ["list_pods", "ask_pod"] {
+            m.probe_failures.with_label_values(&[step]).reset();
         }
         Ok(m)
     }
@@ -67,6 +79,11 @@ impl Metrics {
     /// Counts a write: `configmap`, `deployment`, `status` or `event`.
     pub fn wrote(&self, object: &str) {
         self.writes.with_label_values(&[object]).inc();
+    }
+
+    /// Counts a failed step of the health probe: `list_pods` or `ask_pod`.
+    pub fn probe_failed(&self, step: &str) {
+        self.probe_failures.with_label_values(&[step]).inc();
     }
 
     /// Reconciles started so far.
@@ -168,5 +185,6 @@ mod tests {
         assert!(body.contains(r#"wbc_controller_writes_total{object="configmap"} 1"#), "{body}");
         assert!(body.contains(r#"wbc_controller_writes_total{object="status"} 0"#), "{body}");
         assert!(body.contains(r#"wbc_controller_reconcile_failures_total{error="api_refused"} 0"#), "{body}");
+        assert!(body.contains(r#"wbc_controller_health_probe_failures_total{step="list_pods"} 0"#), "{body}");
     }
 }

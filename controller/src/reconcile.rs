@@ -9,7 +9,7 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{error, info, instrument, warn};
 
 use crate::{
     Error, Result,
@@ -19,7 +19,8 @@ use crate::{
         CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, WriteBehindCache,
         WriteBehindCacheStatus,
     },
-    health,
+    data_loss,
+    health::{self, Health},
     render::{Rendered, render},
     targets,
 };
@@ -35,19 +36,19 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 pub async fn reconcile(wbc: Arc<WriteBehindCache>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     let namespace = wbc.namespace().ok_or_else(|| Error::IncompleteMetadata(wbc.name_any()))?;
-    let observed = match render(&wbc) {
+    let (observed, health) = match render(&wbc) {
         Err(message) => {
             warn!(%message, "invalid spec; the last valid configuration stays in place");
-            Observed::Invalid { message }
+            (Observed::Invalid { message }, None)
         }
         Ok(rendered) => {
             apply_config_map(&wbc, &namespace, &rendered, &ctx).await?;
             let (rollout, deployments) = targets::roll(&wbc, &namespace, &rendered.hash, &ctx).await?;
-            let outages = health::outages(&deployments, &namespace, &ctx).await?;
-            Observed::Applied { hash: rendered.hash, rollout, outages }
+            let health = health::probe(&deployments, &namespace, &ctx).await;
+            (Observed::Applied { hash: rendered.hash, rollout, outages: health.outages.clone() }, Some(health))
         }
     };
-    update_status(&wbc, &namespace, &observed, &ctx).await?;
+    update_status(&wbc, &namespace, &observed, health.as_ref(), &ctx).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -118,18 +119,35 @@ async fn apply_config_map(wbc: &WriteBehindCache, namespace: &str, rendered: &Re
     Ok(())
 }
 
-/// Writes the status when it differs from the live one; an invalid spec is announced when it appears.
-async fn update_status(wbc: &WriteBehindCache, namespace: &str, observed: &Observed, ctx: &Context) -> Result<()> {
+/// Writes the status when it differs from the live one; an invalid spec is announced when it appears,
+/// a loss of Redis data when it is reported.
+async fn update_status(
+    wbc: &WriteBehindCache,
+    namespace: &str,
+    observed: &Observed,
+    health: Option<&Health>,
+    ctx: &Context,
+) -> Result<()> {
     let api: Api<WriteBehindCache> = Api::namespaced(ctx.client.clone(), namespace);
     // the status of the cached object may lag behind our own last write
     let previous = api.get_status(&wbc.name_any()).await?.status.unwrap_or_default();
-    let conditions = conditions::merge(&previous.conditions, conditions::desired(observed), Timestamp::now());
+    let mut desired = conditions::desired(observed);
+    if health.is_some_and(|h| !h.complete) {
+        conditions::hold_store_outage(&previous.conditions, &mut desired);
+    }
+    let conditions = conditions::merge(&previous.conditions, desired, Timestamp::now());
     let (config_hash, config_map) = match observed {
         Observed::Applied { hash, .. } => (Some(hash.clone()), Some(wbc.config_map_name())),
         Observed::Invalid { .. } => (previous.config_hash.clone(), previous.config_map.clone()),
     };
-    let status =
-        WriteBehindCacheStatus { observed_generation: wbc.meta().generation, config_hash, config_map, conditions };
+    let loss = data_loss::observe(previous.data_loss.as_ref(), health.and_then(|h| h.data_loss.as_ref()));
+    let status = WriteBehindCacheStatus {
+        observed_generation: wbc.meta().generation,
+        config_hash,
+        config_map,
+        conditions,
+        data_loss: loss.status,
+    };
     if status == previous {
         return Ok(());
     }
@@ -140,6 +158,11 @@ async fn update_status(wbc: &WriteBehindCache, namespace: &str, observed: &Obser
     });
     api.patch_status(&wbc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&apply)).await?;
     ctx.metrics.wrote("status");
+    // announced once the status remembers it, so that a restarted controller does not announce it again
+    if let Some(note) = loss.news {
+        error!(%note, "data loss reported by the target pods");
+        ctx.publish(wbc, EventType::Warning, events::DATA_LOSS_DETECTED, "Reconcile", note).await?;
+    }
     for t in conditions::transitions(&previous.conditions, &status.conditions) {
         let type_ = if t.warning { EventType::Warning } else { EventType::Normal };
         ctx.publish(wbc, type_, &t.reason, "Reconcile", t.note).await?;

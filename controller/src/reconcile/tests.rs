@@ -146,6 +146,7 @@ async fn an_unchanged_cache_is_only_read() {
         config_hash: Some(rendered.hash.clone()),
         config_map: Some("cache-config".into()),
         conditions: conditions::merge(&[], conditions::desired(&observed), Timestamp::UNIX_EPOCH),
+        data_loss: None,
     });
     let live_config_map = serde_json::to_value(desired_config_map(&wbc, &rendered).unwrap()).unwrap();
     let script = vec![

@@ -122,7 +122,8 @@ async fn health_readiness_and_metrics_are_served() {
     api.call("POST", "/products", Some(WIDGET)).await;
     api.call("POST", "/products", Some("{}")).await;
     assert_eq!(api.call("GET", "/healthz", None).await.0, 200);
-    let ok = json!({"ready": true, "draining": false, "redis": "ok", "postgres": "ok"});
+    let no_loss = json!({"count": 0, "last_detected_at_ms": null, "at_least_writes": 0});
+    let ok = json!({"ready": true, "draining": false, "redis": "ok", "postgres": "ok", "data_loss": no_loss});
     assert_eq!(api.call("GET", "/readyz", None).await, (200, ok));
     let req = Request::get("/metrics").body(Body::empty()).unwrap();
     let resp = tower::ServiceExt::oneshot(api.app.clone(), req).await.unwrap();
@@ -146,6 +147,7 @@ async fn health_readiness_and_metrics_are_served() {
     let (status, body) = api.call("GET", "/readyz", None).await;
     assert_eq!((status, body["ready"].clone()), (503, json!(false)), "{body}");
     assert_ne!(body["postgres"], "ok", "{body}");
+    assert_eq!(body["data_loss"], json!(null), "the record of losses is unknown without PostgreSQL: {body}");
 }
 
 #[tokio::test]

@@ -51,6 +51,8 @@ pub mod events {
     pub const ROLLOUT_COMPLETE: &str = super::reasons::ROLLOUT_COMPLETE;
     /// Degraded is no longer true.
     pub const RECOVERED: &str = "Recovered";
+    /// Target pods report a new loss of Redis data (a Warning, one per loss).
+    pub const DATA_LOSS_DETECTED: &str = "DataLossDetected";
 }
 
 /// Where the target Deployments stand with the configuration that is applied.
@@ -179,6 +181,17 @@ fn outage_reason(outages: &[Outage]) -> Option<&'static str> {
         (true, false) => Some(reasons::REDIS_UNAVAILABLE),
         (false, true) => Some(reasons::POSTGRES_UNAVAILABLE),
         (false, false) => None,
+    }
+}
+
+/// When the pods could not all be asked, a store outage reported before stands (their silence is no
+/// recovery), unless the spec is refused or the pods that did answer report an outage of their own.
+pub fn hold_store_outage(previous: &[Condition], desired: &mut [Desired; 3]) {
+    let outages = [reasons::REDIS_UNAVAILABLE, reasons::POSTGRES_UNAVAILABLE, reasons::STORES_UNAVAILABLE];
+    let Some(was) = find(previous, types::DEGRADED).filter(|c| c.status == "True") else { return };
+    let Some(reason) = outages.into_iter().find(|r| *r == was.reason) else { return };
+    if let Some(degraded) = desired.iter_mut().find(|d| d.type_ == types::DEGRADED && !d.status) {
+        *degraded = Desired { type_: types::DEGRADED, status: true, reason, message: was.message.clone() };
     }
 }
 
@@ -324,6 +337,30 @@ mod tests {
         assert_eq!(reasons_of(transitions(&degraded, &healthy)), one(false, events::RECOVERED));
         let invalid = merge(&degraded, desired(&Observed::Invalid { message: "spec.x: bad".into() }), at(3));
         assert_eq!(reasons_of(transitions(&degraded, &invalid)), one(true, reasons::INVALID_SPEC));
+    }
+
+    #[test]
+    fn a_store_outage_stands_while_the_pods_cannot_be_asked() {
+        let observed = |outages| Observed::Applied {
+            hash: "cd".repeat(32),
+            rollout: Rollout::Complete { total: 1 },
+            outages,
+            conflicts: vec![],
+        };
+        let down = vec![Outage { dependency: Dependency::Postgres, pod: "api-1".into(), error: "refused".into() }];
+        let degraded = merge(&[], desired(&observed(down)), at(1));
+        let mut unknown = desired(&observed(vec![]));
+        hold_store_outage(&degraded, &mut unknown);
+        let held = merge(&degraded, unknown, at(2));
+        assert_eq!(held, degraded, "no false recovery");
+        assert!(transitions(&degraded, &held).is_empty());
+        let mut invalid = desired(&Observed::Invalid { message: "spec.x: bad".into() });
+        hold_store_outage(&degraded, &mut invalid);
+        assert_eq!(invalid[2].reason, reasons::INVALID_SPEC);
+        let healthy = merge(&[], desired(&observed(vec![])), at(1));
+        let mut unknown = desired(&observed(vec![]));
+        hold_store_outage(&healthy, &mut unknown);
+        assert_eq!(merge(&healthy, unknown, at(2)), healthy);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
                       "description": "Whether the spec is refused or a store is unreachable (see kubectl describe)"}"#,
     printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
                       "priority": 1, "description": "Why it is (not) ready"}"#,
+    printcolumn = r#"{"name": "Data Losses", "type": "integer", "jsonPath": ".status.dataLoss.count",
+                      "priority": 1, "description": "Losses of Redis data detected so far"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -83,6 +85,24 @@ pub struct WriteBehindCacheStatus {
     /// Ready, Progressing and Degraded.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The losses of Redis data the target pods report, as PostgreSQL records them; absent while none
+    /// was ever detected. Each new one is announced by a DataLossDetected Warning event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<DataLossStatus>,
+}
+
+/// The record of the losses of Redis data (guarantee 4: never silent).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataLossStatus {
+    /// Losses detected so far.
+    pub count: u64,
+    /// When the last one was detected (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_detected_at: Option<String>,
+    /// A lower bound of the writes Redis forgot, summed over the losses; those not yet persisted to
+    /// PostgreSQL then are gone.
+    pub at_least_writes: u64,
 }
 
 /// One aspect of the state, in the shape of Kubernetes' metav1.Condition.

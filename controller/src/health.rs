@@ -6,8 +6,10 @@ use futures::future::join_all;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{Api, ResourceExt, api::ListParams};
 use serde::Deserialize;
+use tracing::{debug, warn};
+use wbc_core::db::DataLosses;
 
-use crate::{Result, context::Context, crd::label_selector};
+use crate::{context::Context, crd::label_selector};
 
 /// Container ports, by name, that serve `/readyz` (the API's and the worker's).
 pub const HEALTH_PORT_NAMES: [&str; 2] = ["http", "metrics"];
@@ -43,20 +45,48 @@ pub struct Outage {
 struct Readyz {
     redis: String,
     postgres: String,
+    /// Absent from pods of older versions, null while their PostgreSQL does not answer.
+    #[serde(default)]
+    data_loss: Option<DataLosses>,
 }
 
-/// The outages reported by the running pods of `deployments`; pods that do not answer say nothing.
-pub async fn outages(deployments: &[Deployment], namespace: &str, ctx: &Context) -> Result<Vec<Outage>> {
+/// What the target pods reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The stores pods reported unreachable, sorted by store and pod.
+    pub outages: Vec<Outage>,
+    /// The record of losses of Redis data with the most losses that a pod reported, if any did.
+    pub data_loss: Option<DataLosses>,
+    /// False when the pods of some target could not be listed, so their word is missing.
+    pub complete: bool,
+}
+
+/// Asks the running pods of `deployments`; best effort: pods that do not answer say nothing, and a
+/// failed list leaves the health incomplete. Both are logged and counted, and neither fails the reconcile.
+pub async fn probe(deployments: &[Deployment], namespace: &str, ctx: &Context) -> Health {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let mut probes = Vec::new();
+    let mut complete = true;
     for deployment in deployments {
         let Some(labels) = deployment.spec.selector.match_labels.as_ref().filter(|l| !l.is_empty()) else { continue };
-        let pods = api.list(&ListParams::default().labels(&label_selector(labels))).await?;
-        probes.extend(pods.items.iter().filter_map(health_url).map(|(pod, url)| probe(&ctx.http, pod, url)));
+        match api.list(&ListParams::default().labels(&label_selector(labels))).await {
+            Ok(pods) => probes.extend(pods.items.iter().filter_map(health_url).map(|(pod, url)| ask(ctx, pod, url))),
+            Err(error) => {
+                warn!(deployment = %deployment.name_any(), %error, "target pods not listed; their health is unknown");
+                ctx.metrics.probe_failed("list_pods");
+                complete = false;
+            }
+        }
     }
-    let mut outages: Vec<Outage> = join_all(probes).await.into_iter().flatten().collect();
-    outages.sort_by(|a, b| (a.dependency, &a.pod).cmp(&(b.dependency, &b.pod)));
-    Ok(outages)
+    let mut health = Health { complete, ..Health::default() };
+    for (pod, readyz) in join_all(probes).await.into_iter().flatten() {
+        health.outages.extend(reported(&pod, &readyz));
+        // every pod reads the same record; one whose PostgreSQL lags or is down must not hide a loss
+        health.data_loss =
+            std::cmp::max_by_key(health.data_loss, readyz.data_loss, |l| l.map(|l| (l.count, l.last_detected_at_ms)));
+    }
+    health.outages.sort_by(|a, b| (a.dependency, &a.pod).cmp(&(b.dependency, &b.pod)));
+    health
 }
 
 /// `http://<pod IP>:<port>/readyz` of a running pod that is not being deleted.
@@ -77,13 +107,14 @@ fn health_url(pod: &Pod) -> Option<(String, String)> {
     Some((pod.name_any(), format!("http://{host}:{port}/readyz")))
 }
 
-async fn probe(http: &reqwest::Client, pod: String, url: String) -> Vec<Outage> {
-    let answer = async { http.get(&url).timeout(PROBE_TIMEOUT).send().await?.json::<Readyz>().await };
+async fn ask(ctx: &Context, pod: String, url: String) -> Option<(String, Readyz)> {
+    let answer = async { ctx.http.get(&url).timeout(PROBE_TIMEOUT).send().await?.json::<Readyz>().await };
     match answer.await {
-        Ok(readyz) => reported(&pod, &readyz),
+        Ok(readyz) => Some((pod, readyz)),
         Err(error) => {
-            tracing::debug!(%pod, %error, "no health report");
-            Vec::new()
+            debug!(%pod, %error, "no health report");
+            ctx.metrics.probe_failed("ask_pod");
+            None
         }
     }
 }
@@ -151,11 +182,13 @@ mod tests {
 
     #[test]
     fn outages_are_named_per_store_with_the_first_pod_and_a_count() {
-        let down = Readyz { redis: "connection refused".into(), postgres: "ok".into() };
+        let readyz =
+            |redis: &str, postgres: &str| Readyz { redis: redis.into(), postgres: postgres.into(), data_loss: None };
+        let down = readyz("connection refused", "ok");
         let mut all = reported("api-a", &down);
         all.extend(reported("worker-b", &down));
-        all.extend(reported("api-c", &Readyz { redis: "timed out".into(), postgres: "pool timed out".into() }));
-        assert!(reported("api-d", &Readyz { redis: "ok".into(), postgres: "ok".into() }).is_empty());
+        all.extend(reported("api-c", &readyz("timed out", "pool timed out")));
+        assert!(reported("api-d", &readyz("ok", "ok")).is_empty());
         all.sort_by(|a, b| (a.dependency, &a.pod).cmp(&(b.dependency, &b.pod)));
         assert_eq!(
             describe(&all),

@@ -4,6 +4,7 @@ pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod crd;
+pub mod data_loss;
 mod error;
 pub mod health;
 pub mod manifests;

@@ -25,6 +25,7 @@ pub struct Metrics {
     watch_errors: IntCounter,
     undecodable: IntCounter,
     ready: IntGauge,
+    probe_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -54,6 +55,13 @@ impl Metrics {
                 "Versions of WriteBehindCaches skipped because they do not decode",
             )?,
             ready: IntGauge::new("wbc_controller_ready", "1 while the controller is making progress (as /readyz)")?,
+            probe_failures: IntCounterVec::new(
+                Opts::new(
+                    "wbc_controller_health_probe_failures_total",
+                    "Health probes of target pods that failed, by step: list_pods or ask_pod",
+                ),
+                &["step"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.reconciles.clone()))?;
@@ -63,12 +71,16 @@ impl Metrics {
         m.registry.register(Box::new(m.watch_errors.clone()))?;
         m.registry.register(Box::new(m.undecodable.clone()))?;
         m.registry.register(Box::new(m.ready.clone()))?;
+        m.registry.register(Box::new(m.probe_failures.clone()))?;
         // every series exists from the start, so that rates and alerts see a zero before the first event
         for label in Error::METRIC_LABELS {
             m.failures.with_label_values(&[label]).reset();
         }
         for object in ["configmap", "deployment", "status", "event"] {
             m.writes.with_label_values(&[object]).reset();
+        }
+        for step in ["list_pods", "ask_pod"] {
+            m.probe_failures.with_label_values(&[step]).reset();
         }
         Ok(m)
     }
@@ -97,6 +109,11 @@ impl Metrics {
     /// Counts a version of a cache that does not decode.
     pub fn undecodable(&self) {
         self.undecodable.inc();
+    }
+
+    /// Counts a failed step of the health probe: `list_pods` or `ask_pod`.
+    pub fn probe_failed(&self, step: &str) {
+        self.probe_failures.with_label_values(&[step]).inc();
     }
 
     /// Reconciles started so far.
@@ -235,6 +252,7 @@ mod tests {
         assert!(body.contains(r#"wbc_controller_writes_total{object="configmap"} 1"#), "{body}");
         assert!(body.contains(r#"wbc_controller_writes_total{object="status"} 0"#), "{body}");
         assert!(body.contains(r#"wbc_controller_reconcile_failures_total{error="api_refused"} 0"#), "{body}");
+        assert!(body.contains(r#"wbc_controller_health_probe_failures_total{step="list_pods"} 0"#), "{body}");
         assert!(body.contains("wbc_controller_watch_errors_total 0"), "{body}");
         assert!(body.contains("wbc_controller_ready 1"), "{body}");
     }

@@ -17,7 +17,7 @@ use kube::{
     runtime::{controller::Action, events::EventType},
 };
 use serde_json::json;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::{
     Error, Result, claims,
@@ -27,7 +27,8 @@ use crate::{
         CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, WriteBehindCache,
         WriteBehindCacheStatus,
     },
-    health,
+    data_loss,
+    health::{self, Health},
     render::{Rendered, render},
     targets,
 };
@@ -49,8 +50,8 @@ pub async fn reconcile(wbc: Arc<WriteBehindCache>, ctx: Arc<Context>) -> Result<
         info!("the cache is gone; nothing to reconcile");
         return Ok(Action::await_change());
     };
-    let observed = observe(&wbc, &namespace, &ctx).await?;
-    update_status(&wbc, &namespace, previous, &observed, &ctx).await?;
+    let (observed, health) = observe(&wbc, &namespace, &ctx).await?;
+    update_status(&wbc, &namespace, previous, &observed, health.as_ref(), &ctx).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -65,13 +66,14 @@ async fn live_status(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> 
     }
 }
 
-/// Renders the spec, applies the ConfigMap and rolls the Deployments the cache holds.
-async fn observe(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> Result<Observed> {
+/// Renders the spec, applies the ConfigMap, rolls the Deployments the cache holds and asks their pods
+/// about the stores (best effort: `None` for an invalid spec).
+async fn observe(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> Result<(Observed, Option<Health>)> {
     let rendered = match render(wbc) {
         Ok(rendered) => rendered,
         Err(message) => {
             warn!(%message, "invalid spec; the last valid configuration stays in place");
-            return Ok(Observed::Invalid { message });
+            return Ok((Observed::Invalid { message }, None));
         }
     };
     let (held, conflicts) = claims::split(wbc, targets::selected(wbc, namespace, ctx).await?, ctx);
@@ -81,8 +83,9 @@ async fn observe(wbc: &WriteBehindCache, namespace: &str, ctx: &Context) -> Resu
     }
     apply_config_map(wbc, namespace, &rendered, &held, ctx).await?;
     let (rollout, deployments) = targets::roll(wbc, namespace, &rendered.hash, held, ctx).await?;
-    let outages = health::outages(&deployments, namespace, ctx).await?;
-    Ok(Observed::Applied { hash: rendered.hash, rollout, outages, conflicts })
+    let health = health::probe(&deployments, namespace, ctx).await;
+    let observed = Observed::Applied { hash: rendered.hash, rollout, outages: health.outages.clone(), conflicts };
+    Ok((observed, Some(health)))
 }
 
 /// Counts the failure and tries again shortly.
@@ -183,22 +186,34 @@ async fn apply_config_map(
 }
 
 /// Writes the status when it differs from `previous`, the live one (the status of the cached object may
-/// lag behind the controller's own last write); an invalid spec is announced when it appears.
+/// lag behind the controller's own last write); an invalid spec is announced when it appears, a loss of
+/// Redis data when it is reported.
 async fn update_status(
     wbc: &WriteBehindCache,
     namespace: &str,
     previous: WriteBehindCacheStatus,
     observed: &Observed,
+    health: Option<&Health>,
     ctx: &Context,
 ) -> Result<()> {
     let api: Api<WriteBehindCache> = Api::namespaced(ctx.client.clone(), namespace);
-    let conditions = conditions::merge(&previous.conditions, conditions::desired(observed), Timestamp::now());
+    let mut desired = conditions::desired(observed);
+    if health.is_some_and(|h| !h.complete) {
+        conditions::hold_store_outage(&previous.conditions, &mut desired);
+    }
+    let conditions = conditions::merge(&previous.conditions, desired, Timestamp::now());
     let (config_hash, config_map) = match observed {
         Observed::Applied { hash, .. } => (Some(hash.clone()), Some(wbc.config_map_name())),
         Observed::Invalid { .. } => (previous.config_hash.clone(), previous.config_map.clone()),
     };
-    let status =
-        WriteBehindCacheStatus { observed_generation: wbc.meta().generation, config_hash, config_map, conditions };
+    let loss = data_loss::observe(previous.data_loss.as_ref(), health.and_then(|h| h.data_loss.as_ref()));
+    let status = WriteBehindCacheStatus {
+        observed_generation: wbc.meta().generation,
+        config_hash,
+        config_map,
+        conditions,
+        data_loss: loss.status,
+    };
     if status == previous {
         return Ok(());
     }
@@ -209,6 +224,11 @@ async fn update_status(
     });
     api.patch_status(&wbc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&apply)).await?;
     ctx.metrics.wrote("status");
+    // announced once the status remembers it, so that a restarted controller does not announce it again
+    if let Some(note) = loss.news {
+        error!(%note, "data loss reported by the target pods");
+        ctx.publish(wbc, EventType::Warning, events::DATA_LOSS_DETECTED, "Reconcile", note).await?;
+    }
     for t in conditions::transitions(&previous.conditions, &status.conditions) {
         let type_ = if t.warning { EventType::Warning } else { EventType::Normal };
         ctx.publish(wbc, type_, &t.reason, "Reconcile", t.note).await?;

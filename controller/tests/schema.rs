@@ -35,7 +35,7 @@ async fn the_generated_crd_is_served_with_columns_for_mode_flush_interval_ready_
         .map(|c| (c.name.clone(), c.json_path.clone()))
         .collect();
     let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["Mode", "Flush Interval", "Ready", "Degraded", "Reason", "Age"]);
+    assert_eq!(names, ["Mode", "Flush Interval", "Ready", "Degraded", "Reason", "Data Losses", "Age"]);
     assert_eq!(columns[2].1, r#".status.conditions[?(@.type=="Ready")].status"#);
     assert_eq!(columns[3].1, r#".status.conditions[?(@.type=="Degraded")].status"#);
 }

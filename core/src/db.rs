@@ -19,6 +19,8 @@ pub const LOSS_PENDING_KEY: &str = "loss_pending";
 pub const DATA_LOSS_AT_KEY: &str = "data_loss_at_ms";
 /// The `wbc_meta` key of the number of losses of Redis data detected so far.
 pub const DATA_LOSSES_KEY: &str = "data_losses";
+/// The `wbc_meta` key of the writes Redis forgot, at least, summed over the losses detected so far.
+pub const DATA_LOSS_WRITES_KEY: &str = "data_loss_at_least_writes";
 
 /// Serializes loss detection across workers: a transaction-scoped advisory lock.
 const LOSS_CHECK_LOCK: i64 = 0x7762_635f_6c6f_7373;
@@ -246,6 +248,32 @@ pub async fn begin_loss_check(pool: &PgPool) -> Result<sqlx::Transaction<'static
 /// A `wbc_meta` value.
 pub async fn meta(db: impl sqlx::PgExecutor<'_>, key: &str) -> Result<Option<String>> {
     Ok(sqlx::query_scalar("SELECT value FROM wbc_meta WHERE key = $1").bind(key).fetch_optional(db).await?)
+}
+
+/// The durable record of the losses of Redis data, as `/readyz` reports it and the controller reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataLosses {
+    /// Losses detected so far.
+    pub count: u64,
+    /// When the last one was detected (milliseconds since the epoch).
+    pub last_detected_at_ms: Option<u64>,
+    /// A lower bound of the writes Redis forgot, summed over the losses (some may have been persisted
+    /// already; losses detected by a version that did not record it count none).
+    pub at_least_writes: u64,
+}
+
+/// The record of the losses of Redis data, from `wbc_meta`.
+pub async fn data_losses(db: impl sqlx::PgExecutor<'_>) -> Result<DataLosses> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM wbc_meta WHERE key = ANY($1)")
+        .bind(&[DATA_LOSSES_KEY, DATA_LOSS_AT_KEY, DATA_LOSS_WRITES_KEY][..])
+        .fetch_all(db)
+        .await?;
+    let value = |key: &str| rows.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<u64>().ok());
+    Ok(DataLosses {
+        count: value(DATA_LOSSES_KEY).unwrap_or(0),
+        last_detected_at_ms: value(DATA_LOSS_AT_KEY),
+        at_least_writes: value(DATA_LOSS_WRITES_KEY).unwrap_or(0),
+    })
 }
 
 /// Removes a `wbc_meta` value.

@@ -90,22 +90,38 @@ pub fn router(ops: Arc<Ops>) -> Router {
 
 /// Ready while not draining and at least one store answers: with Redis alone writes and cached reads
 /// are served, with PostgreSQL alone reads (and writes under a write-through policy); the body names
-/// the state of each, and a 503 reply names the one that is down.
+/// the state of each, and a 503 reply names the one that is down. It also carries the durable record
+/// of the losses of Redis data (`data_loss`, null while PostgreSQL does not answer), which the
+/// controller turns into events.
 async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
     let limit = Duration::from_secs(2);
+    let postgres = async {
+        db::ping(&ops.pool).await?;
+        db::data_losses(&ops.pool).await
+    };
     let (redis, postgres) =
-        tokio::join!(tokio::time::timeout(limit, ops.store.ping()), tokio::time::timeout(limit, db::ping(&ops.pool)));
-    let describe = |r: &Result<crate::Result<()>, _>| match r {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "timed out".to_owned(),
+        tokio::join!(tokio::time::timeout(limit, ops.store.ping()), tokio::time::timeout(limit, postgres));
+    let data_loss = match &postgres {
+        Ok(Ok(losses)) => Some(*losses),
+        _ => None,
     };
     let draining = ops.draining.load(Ordering::Relaxed);
-    let ready = !draining && (matches!(redis, Ok(Ok(()))) || matches!(postgres, Ok(Ok(()))));
+    let ready = !draining && (matches!(redis, Ok(Ok(()))) || matches!(postgres, Ok(Ok(_))));
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body =
-        json!({ "ready": ready, "draining": draining, "redis": describe(&redis), "postgres": describe(&postgres) });
+    let body = json!({
+        "ready": ready, "draining": draining, "redis": describe(&redis), "postgres": describe(&postgres),
+        "data_loss": data_loss,
+    });
     (status, Json(body))
+}
+
+/// "ok", the error, or "timed out".
+fn describe<T, E>(r: &Result<crate::Result<T>, E>) -> String {
+    match r {
+        Ok(Ok(_)) => "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    }
 }
 
 async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {

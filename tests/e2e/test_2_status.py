@@ -4,6 +4,7 @@ down turns the cache Degraded with its reason until it is back, with events for 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -70,3 +71,36 @@ def test_a_store_that_is_down_turns_the_cache_degraded_until_it_is_back(release,
     wait_for("the API to serve writes again",
              lambda: cluster.http("PUT", f"/products/after-{store}", {"name": "back", "price": 1, "quantity": 1})[0]
              == 200, timeout=120)
+
+
+def test_a_loss_of_redis_data_is_one_warning_event_and_shows_in_the_status(release, cluster: Cluster):
+    def data_loss() -> dict:
+        return (cluster.cache().get("status") or {}).get("dataLoss") or {}
+
+    def seq() -> int:
+        rows = cluster.psql("SELECT value FROM wbc_meta WHERE key = 'seq'")
+        return int(rows[0][0]) if rows else -1
+
+    def announced() -> list[dict]:
+        return [e for e in cluster.events() if e.get("reason") == "DataLossDetected"]
+
+    cluster.wait_cache_ready()
+    before, counted = data_loss().get("count", 0), seq()
+    for i in range(3):
+        status, body = cluster.http("PUT", f"/products/loss-{i}", {"name": "doomed", "price": 1, "quantity": 1})
+        assert status == 200, body
+    wait_for("the worker to count the writes", lambda: seq() >= counted + 3, timeout=60)
+    cluster.kubectl("exec", f"{cluster.release}-redis-0", "-c", "redis", "--", "redis-cli", "FLUSHALL")
+    loss = wait_for("status.dataLoss to count the loss", lambda: data_loss().get("count", 0) > before and data_loss(),
+                    timeout=90)
+    log(f"dataLoss: {loss}")
+    assert loss["count"] == before + 1 and loss["atLeastWrites"] >= 3 and loss["lastDetectedAt"], loss
+    events = wait_for("one DataLossDetected event per loss", lambda: len(announced()) == loss["count"] and announced(),
+                      timeout=30)
+    assert all(e["type"] == "Warning" for e in events), events
+    assert any("at least" in (e.get("message") or e.get("note") or "") for e in events), events
+    table = cluster.kubectl("get", "wbc", cluster.release, "-o", "wide").stdout
+    assert "DATA LOSSES" in table, table
+    # two more probes (every 10 s) find the same record: nothing more is announced
+    time.sleep(25)
+    assert len(announced()) == loss["count"], announced()

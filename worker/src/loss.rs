@@ -59,15 +59,18 @@ impl Worker {
                 self.store.raise_version_floor(floor).await?;
                 wbc_core::failpoint!("worker::loss_floor_raised");
                 let at_ms = now_ms();
+                let at_least_writes = (seen_seq - found.seq).max(0);
                 let losses = meta_i64(db::meta(&mut *tx, db::DATA_LOSSES_KEY).await?) + 1;
+                let writes = meta_i64(db::meta(&mut *tx, db::DATA_LOSS_WRITES_KEY).await?) + at_least_writes;
                 let pending = format!("{}:{}:{at_ms}", found.found, found.seq);
                 db::set_meta(&mut *tx, db::LOSS_PENDING_KEY, &pending).await?;
                 db::set_meta(&mut *tx, db::DATA_LOSS_AT_KEY, &at_ms.to_string()).await?;
                 db::set_meta(&mut *tx, db::DATA_LOSSES_KEY, &losses.to_string()).await?;
+                db::set_meta(&mut *tx, db::DATA_LOSS_WRITES_KEY, &writes.to_string()).await?;
                 tx.commit().await?;
                 self.metrics.data_loss_detected.inc();
                 tracing::error!(
-                    at_least_writes = (seen_seq - found.seq).max(0),
+                    at_least_writes,
                     redis_checkpoint = found.found,
                     remembered_checkpoint = remembered,
                     redis_seq = found.seq,

@@ -102,3 +102,38 @@ async fn a_worker_killed_in_the_middle_of_loss_detection_still_reports_the_loss_
     assert!(floor >= Some(max), "the version floor {floor:?} is below PostgreSQL's highest version {max}");
     let _ = &mut stack;
 }
+
+/// The record of losses that a `/readyz` answer carries.
+async fn reported_losses(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()["data_loss"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_reports_a_detected_loss_from_postgresql_and_still_after_a_worker_restart() {
+    let stack = Stack::start(&[("flush-interval", "1h")]).await;
+    let mut worker = stack.spawn_worker("w1");
+    worker.ready().await;
+    let readyz = worker.metrics_url.replace("/metrics", "/readyz");
+    let none = serde_json::json!({"count": 0, "last_detected_at_ms": null, "at_least_writes": 0});
+    assert_eq!(reported_losses(&readyz).await, none);
+    for i in 1..=3 {
+        assert_eq!(stack.put(&format!("k{i}"), product("doomed", i)).await.0, 200);
+    }
+    wait_until(Duration::from_secs(60), || async { (observed_seq(&stack).await >= 3).then_some(()) }).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut stack.redis().await).await.unwrap();
+    assert!(loss_reported(&stack, &worker).await, "the loss went unnoticed: {}", worker.log_text());
+
+    let reported = reported_losses(&readyz).await;
+    let at_ms: String = sqlx::query_scalar("SELECT value FROM wbc_meta WHERE key = 'data_loss_at_ms'")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    let expected =
+        serde_json::json!({"count": 1, "last_detected_at_ms": at_ms.parse::<u64>().unwrap(), "at_least_writes": 3});
+    assert_eq!(reported, expected);
+    assert_eq!(stack.get_json("/readyz").await.1["data_loss"], expected, "the API reports the same record");
+    worker.kill9();
+    worker.start();
+    worker.ready().await;
+    assert_eq!(reported_losses(&readyz).await, expected, "the record survives a restart of the worker");
+}

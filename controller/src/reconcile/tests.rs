@@ -155,6 +155,7 @@ async fn an_unchanged_cache_is_only_read() {
         config_hash: Some(rendered.hash.clone()),
         config_map: Some("cache-config".into()),
         conditions: conditions::merge(&[], conditions::desired(&observed), Timestamp::UNIX_EPOCH),
+        data_loss: None,
     });
     let api: Deployment = serde_json::from_value(targeted("api", Some(&rendered.hash))).unwrap();
     let mut live_config_map = desired_config_map(&wbc, &rendered, std::slice::from_ref(&api)).unwrap();

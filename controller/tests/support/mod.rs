@@ -112,6 +112,15 @@ pub async fn client(server: &ApiServer) -> Client {
     Client::try_from(config).unwrap()
 }
 
+/// A client of the test server that acts as `user` (impersonated by the admin), so that RBAC
+/// decides what it may do.
+pub async fn client_as(server: &ApiServer, user: &str) -> Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    config.auth_info.impersonate = Some(user.to_owned());
+    Client::try_from(config).unwrap()
+}
+
 /// Applies the committed CRD (`manifests/crd.yaml`) and waits until it is served.
 pub async fn install_crd(client: &Client) -> CustomResourceDefinition {
     let yaml = std::fs::read_to_string(repository().join(CRD_PATH)).unwrap();
@@ -174,6 +183,11 @@ impl TestEnv {
 
     /// Starts the controller (again) for this namespace.
     pub fn start_controller(&mut self) {
+        self.start_controller_as(self.client.clone());
+    }
+
+    /// Starts the controller (again) for this namespace, making its requests with `client`.
+    pub fn start_controller_as(&mut self, client: Client) {
         let (tx, rx) = oneshot::channel();
         let scope = Scope {
             namespace: Some(self.namespace.clone()),
@@ -181,7 +195,7 @@ impl TestEnv {
             own_deployment: self.own_deployment.clone(),
         };
         let readiness = Readiness::with_stall_after(self.stall_after);
-        let run = wbc_controller::run(self.client.clone(), scope, self.metrics.clone(), readiness.clone(), async {
+        let run = wbc_controller::run(client, scope, self.metrics.clone(), readiness.clone(), async {
             rx.await.ok();
         });
         self.shutdown = Some(tx);

@@ -12,7 +12,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 examples=${CONTRACT_EXAMPLES:-30}
 max_time=${CONTRACT_MAX_TIME:-60}
-venv=$("$root/scripts/contract-venv.sh") || exit 1
+venv=$("$root/scripts/tool-venv.sh" schemathesis) || exit 1
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export REDIS_PORT=$(port) PG_PORT=$(port) API_PORT=$(port) WORKER_PORT=$(port) PROM_PORT=$(port)

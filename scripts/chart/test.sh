@@ -3,7 +3,7 @@
 # variants; every object is checked against the Kubernetes schemas (kubernetes-validate --strict, 1.29
 # and 1.20), the WriteBehindCache against its CRD, the values against values.schema.json; generated
 # files must not drift; network-config-analyzer checks what the NetworkPolicies allow, and checkov scans
-# every variant (each in a venv of its own, scripts/chart/tool-venv.sh). No cluster and no network (after
+# every variant (each in a venv of its own, scripts/tool-venv.sh). No cluster and no network (after
 # the venvs exist). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

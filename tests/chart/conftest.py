@@ -187,13 +187,13 @@ def validate_cr(obj: dict[str, Any]) -> None:
     jsonschema.Draft7Validator(schema).validate(obj)
 
 
-# --- tools with venvs of their own (scripts/chart/tool-venv.sh): checkov, nca --------------------------------
+# --- tools with venvs of their own (scripts/tool-venv.sh): checkov, nca --------------------------------
 
 @functools.lru_cache(maxsize=None)
 def tool(name: str) -> Path:
     """The executable of a tool whose pins clash with this venv's, from its own venv (made on first use)."""
     import subprocess
 
-    venv = subprocess.run([str(ROOT / "scripts" / "chart" / "tool-venv.sh"), name], check=True,
+    venv = subprocess.run([str(ROOT / "scripts" / "tool-venv.sh"), name], check=True,
                           stdout=subprocess.PIPE, text=True).stdout.strip()
     return Path(venv) / "bin" / name

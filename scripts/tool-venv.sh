@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Creates (once) the venv of one Python tool whose pins clash with the chart tests' venv (venv.sh), and
-# prints its path:
-#   CHECKOV=$(scripts/chart/tool-venv.sh checkov)/bin/checkov
-#   NCA=$(scripts/chart/tool-venv.sh nca)/bin/nca
-# TOOL's pins are scripts/chart/TOOL-requirements.txt; its venv lives outside the tree
+# Creates (once) the venv of one Python tool whose pins clash with the chart tests' venv
+# (scripts/chart/venv.sh) and with each other, and prints its path:
+#   CHECKOV=$(scripts/tool-venv.sh checkov)/bin/checkov
+#   NCA=$(scripts/tool-venv.sh nca)/bin/nca
+#   SCHEMATHESIS=$(scripts/tool-venv.sh schemathesis)/bin/schemathesis
+# TOOL's pins are scripts/venvs/TOOL.txt; its venv lives outside the tree
 # (~/.cache/wbc-TOOL-venv, or $WBC_TOOL_VENV_DIR/wbc-TOOL-venv) and is rebuilt only when those pins or
 # this script change. Two first runs at once wait for each other (flock) instead of building it twice.
 set -euo pipefail
 
-tool="${1:?usage: tool-venv.sh checkov|nca}"
+tool="${1:?usage: tool-venv.sh checkov|nca|schemathesis}"
 here="$(cd "$(dirname "$0")" && pwd)"
-requirements="$here/$tool-requirements.txt"
+requirements="$here/venvs/$tool.txt"
 [[ -f "$requirements" ]] || { echo "tool-venv.sh: no $requirements" >&2; exit 2; }
 venv="${WBC_TOOL_VENV_DIR:-$HOME/.cache}/wbc-$tool-venv"
 stamp="$venv/.wbc-stamp"

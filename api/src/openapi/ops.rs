@@ -6,7 +6,7 @@ use utoipa::{
         ContentBuilder, HttpMethod, ObjectBuilder, OpenApi, PathItem, Type,
         path::OperationBuilder,
         response::{ResponseBuilder, ResponsesBuilder},
-        schema::AdditionalProperties,
+        schema::{AdditionalProperties, SchemaType},
     },
 };
 
@@ -40,8 +40,37 @@ fn readiness() -> ContentBuilder {
         .required("redis")
         .property("postgres", state())
         .required("postgres")
+        .property("data_loss", data_loss())
+        .required("data_loss")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)));
     ContentBuilder::new().schema(Some(body))
+}
+
+/// `/readyz`'s record of the losses of Redis data (`wbc_core::db::DataLosses`), null while PostgreSQL
+/// does not answer.
+fn data_loss() -> ObjectBuilder {
+    let count = |nullable: bool| {
+        let type_ = if nullable { SchemaType::from_iter([Type::Integer, Type::Null]) } else { Type::Integer.into() };
+        ObjectBuilder::new().schema_type(type_).minimum(Some(0))
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some(
+            "The losses of Redis data detected so far (durable, in PostgreSQL); null while PostgreSQL does not answer",
+        ))
+        .property("count", count(false).description(Some("Losses detected so far")))
+        .required("count")
+        .property(
+            "last_detected_at_ms",
+            count(true).description(Some("When the last one was detected (ms since the epoch), or null")),
+        )
+        .required("last_detected_at_ms")
+        .property(
+            "at_least_writes",
+            count(false).description(Some("A lower bound of the writes Redis forgot, summed over the losses")),
+        )
+        .required("at_least_writes")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
 }
 
 impl Modify for Operational {
